@@ -1,0 +1,32 @@
+# Every target does its own set-up from nothing: a fresh clone needs only Python >= 3.11 and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU torch wheel lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	cd examples/quickstart && PATH="$(CURDIR)/$(BIN):$$PATH" tunesmith run job.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent tools prompts evals tests examples
+	$(BIN)/ruff format --check agent tools prompts evals tests examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m evals.run --suite all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

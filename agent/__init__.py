@@ -1,0 +1,53 @@
+"""tunesmith: an optimizer agent. A language model reads the search history and proposes what to try next;
+Bayesian optimization is its partner and fallback.
+
+The public API is what ``__all__`` lists; everything else may change between releases. Names are loaded
+on first use (PEP 562), so that ``import agent`` (and ``tunesmith --help``) does not pay for numpy,
+SQLAlchemy or torch until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Budget": "agent.budget",
+    "Categorical": "agent.space",
+    "Code": "agent.space",
+    "Float": "agent.space",
+    "Int": "agent.space",
+    "InvalidCandidate": "agent.space",
+    "Space": "agent.space",
+    "SpaceError": "agent.space",
+    "Text": "agent.space",
+    "Storage": "agent.storage",
+    "StorageError": "agent.storage",
+    "RunSummary": "agent.study",
+    "Study": "agent.study",
+    "create_study": "agent.study",
+    "load_study": "agent.study",
+    "Proposal": "agent.trial",
+    "Trial": "agent.trial",
+    "TrialState": "agent.trial",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:
+    from agent.budget import Budget
+    from agent.space import Categorical, Code, Float, Int, InvalidCandidate, Space, SpaceError, Text
+    from agent.storage import Storage, StorageError
+    from agent.study import RunSummary, Study, create_study, load_study
+    from agent.trial import Proposal, Trial, TrialState
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

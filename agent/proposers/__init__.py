@@ -1,0 +1,19 @@
+"""Proposers: where candidates come from (the PROPOSE stage of the loop)."""
+
+from __future__ import annotations
+
+from agent.proposers.base import Proposer, SeenPoints, StudyView
+from agent.proposers.random import RandomProposer
+
+#: The proposer kinds a study or job file may name.
+PROPOSER_KINDS = ("random",)
+
+
+def make_proposer(kind: str, seed: int | None = None) -> Proposer:
+    """Build the proposer a study names (``"random"``, ...)."""
+    if kind == "random":
+        return RandomProposer(seed)
+    raise ValueError(f"unknown proposer {kind!r}; expected one of {', '.join(PROPOSER_KINDS)}")
+
+
+__all__ = ["PROPOSER_KINDS", "Proposer", "RandomProposer", "SeenPoints", "StudyView", "make_proposer"]

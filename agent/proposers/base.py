@@ -1,0 +1,87 @@
+"""The proposer contract: what every proposer (random, bo, llm, auto) is given and must return.
+
+A proposer sees a read-only :class:`StudyView` and the candidates still being evaluated (``pending``),
+and returns ``n`` valid proposals that differ from each other, from past trials and from pending points
+whenever the space has room for that. The study validates them again anyway (VALIDATE stage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from agent.space import ParamValue, Space
+from agent.trial import Proposal, Trial, TrialState
+
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a proposer may know about a study.
+
+    Attributes:
+        space: the search space.
+        direction: "minimize" or "maximize".
+        trials: finished trials, oldest first.
+        seed: makes proposals reproducible when set.
+        context: the user's description of the task, for the model.
+    """
+
+    space: Space
+    direction: Direction
+    trials: Sequence[Trial]
+    seed: int | None = None
+    context: str | None = None
+
+    @property
+    def completed(self) -> list[Trial]:
+        return [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
+
+    def incumbent(self) -> Trial | None:
+        """The best complete trial so far."""
+        completed = self.completed
+        if not completed:
+            return None
+        pick = max if self.direction == "maximize" else min
+        return pick(completed, key=lambda t: t.value if t.value is not None else 0.0)
+
+    def text_values(self) -> dict[str, str]:
+        """Text and Code values numeric proposers carry along: the incumbent's, else the defaults."""
+        best = self.incumbent()
+        defaults = self.space.defaults()
+        if best is None:
+            return defaults
+        return {name: str(best.params.get(name, default)) for name, default in defaults.items()}
+
+
+@runtime_checkable
+class Proposer(Protocol):
+    """Makes candidates. ``name`` is recorded on every trial it proposes."""
+
+    name: str
+
+    def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
+        """Return ``n`` valid proposals, distinct from each other, the past and ``pending`` where possible."""
+        ...
+
+
+class SeenPoints:
+    """Identity of the candidates already tried, pending or chosen, for dropping duplicates."""
+
+    def __init__(self, space: Space, candidates: Iterable[Mapping[str, ParamValue]] = ()) -> None:
+        self._space = space
+        self._keys = {space.key(c) for c in candidates}
+
+    def add(self, candidate: Mapping[str, ParamValue]) -> bool:
+        """Remember ``candidate``; False when it was already seen."""
+        key = self._space.key(candidate)
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        return True
+
+    @classmethod
+    def of(cls, view: StudyView, pending: Sequence[Mapping[str, ParamValue]]) -> SeenPoints:
+        return cls(view.space, [*(t.params for t in view.trials), *pending])

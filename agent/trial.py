@@ -1,0 +1,81 @@
+"""Trials and proposals: the records that flow around the loop.
+
+A :class:`Proposal` is what a proposer hands to the study (a candidate and who made it, and why); a
+:class:`Trial` is that candidate once the study has numbered it, stored it and, later, scored it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from agent.space import ParamValue
+
+#: The error recorded on a trial whose process died while it was running.
+INTERRUPTED = "interrupted"
+
+
+class TrialState(enum.StrEnum):
+    """Where a trial is in its life. Only ``running`` trials change state."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+    @property
+    def is_finished(self) -> bool:
+        return self is not TrialState.RUNNING
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate and its provenance.
+
+    Attributes:
+        params: the candidate, valid for the study's space.
+        proposer: who made it: ``"random"``, ``"bo"``, ``"llm"``, ``"enqueued"``, ...
+        rationale: the proposer's one-line reason, shown in ``status`` and to the model later.
+    """
+
+    params: Mapping[str, ParamValue]
+    proposer: str
+    rationale: str | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluation of one candidate, as stored.
+
+    Attributes:
+        number: 0, 1, 2, ... in the order trials were started; unique within a study.
+        params: the candidate.
+        state: running, complete, failed or pruned.
+        value: the target metric (complete trials only).
+        metrics: every numeric metric the objective reported, the target included.
+        proposer, rationale: where the candidate came from.
+        error: why the trial failed (``"interrupted"`` when its process died).
+        feedback: what the evaluation printed (a stderr tail), shown to the model.
+        started_at, finished_at: wall-clock times (UTC).
+    """
+
+    number: int
+    params: Mapping[str, ParamValue]
+    state: TrialState
+    proposer: str
+    started_at: datetime
+    value: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    rationale: str | None = None
+    error: str | None = None
+    feedback: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the evaluation took, or None while running."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

@@ -1,0 +1,163 @@
+"""Evaluate a candidate by running a command: argv placeholders, never a shell.
+
+Each argv item is a template (``"--lr={lr}"``) filled with :meth:`str.format_map`; the filled item is
+passed to the program as exactly one argument, so a value such as ``"x; touch pwned"`` is data, never
+shell code. The score is the last JSON object the command prints on stdout (``{"accuracy": 0.93}``);
+lines with a ``"step"`` key are progress reports, not results. A timeout kills the whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import string
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.budget import parse_duration
+from agent.space import ParamValue
+from agent.trial import Trial
+from tools.evaluation import Evaluation, tail
+
+#: Placeholders that are always available besides the parameters.
+BUILTIN_PLACEHOLDERS = ("trial_number", "params_file")
+#: Only the end of a command's stdout is searched for its result.
+_STDOUT_TAIL_BYTES = 1 << 20
+_KILL_GRACE_S = 3.0
+
+
+def placeholders(argv: Sequence[str]) -> list[str]:
+    """The ``{name}`` fields used in ``argv`` (format specs and conversions stripped).
+
+    Raises:
+        ValueError: an item is not a valid template (e.g. an unmatched ``{``).
+    """
+    names = []
+    for item in argv:
+        for _, field, _, _ in string.Formatter().parse(item):
+            if field is not None:
+                names.append(field.split(".")[0].split("[")[0])
+    return names
+
+
+def last_json_object(stdout: str) -> dict[str, Any] | None:
+    """The last line of ``stdout`` that is a JSON object and not a ``{"step": ...}`` progress report."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not (line.startswith("{") and line.endswith("}")):
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and "step" not in obj:
+            return obj
+    return None
+
+
+def _read_tail(path: Path, limit: int) -> str:
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - limit))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group, SIGKILL it after a grace period, and reap the leader."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc.pid, signal.SIGKILL)  # children may outlive the leader
+    proc.wait()
+
+
+class CommandEvaluator:
+    """Runs ``argv`` once per candidate.
+
+    Args:
+        argv: the command as a list; items may hold ``{param}``, ``{trial_number}`` and ``{params_file}``
+            (a JSON file with every parameter, for long Text/Code values).
+        timeout: seconds or a duration string; the process group is killed when it runs out.
+        cwd: working directory (a job file's folder by default in the CLI).
+        env: extra environment variables. The command also gets ``TUNESMITH_TRIAL_NUMBER`` and
+            ``TUNESMITH_PARAMS_FILE``.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        timeout: float | str | None = None,
+        cwd: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError(
+                'the command must be a non-empty list of strings, e.g. ["python", "train.py", "--lr", "{lr}"]'
+            )
+        placeholders(argv)  # raises on a malformed template now rather than at the first trial
+        self.argv = list(argv)
+        self.timeout_s = None if timeout is None else parse_duration(timeout)
+        self.cwd = None if cwd is None else str(cwd)
+        self.env = dict(env or {})
+
+    def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
+        with tempfile.TemporaryDirectory(prefix=f"tunesmith-trial-{trial.number}-") as tmp:
+            workdir = Path(tmp)
+            params_file = workdir / "params.json"
+            params_file.write_text(json.dumps(dict(params)))
+            values: dict[str, Any] = {**params, "trial_number": trial.number, "params_file": str(params_file)}
+            try:
+                argv = [item.format_map(values) for item in self.argv]
+            except (KeyError, IndexError, ValueError) as exc:
+                return Evaluation(None, error=f"cannot fill the command template: {exc!r}")
+            stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
+            env = {
+                **os.environ,
+                **self.env,
+                "TUNESMITH_TRIAL_NUMBER": str(trial.number),
+                "TUNESMITH_PARAMS_FILE": str(params_file),
+            }
+            with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+                try:
+                    proc = subprocess.Popen(
+                        argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=self.cwd, env=env,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    return Evaluation(None, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+                try:
+                    returncode = proc.wait(self.timeout_s)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    return Evaluation(
+                        None,
+                        error=f"timed out after {self.timeout_s:g}s; the command and its children were killed",
+                        feedback=tail(_read_tail(stderr_path, 8192)) or None,
+                    )
+                finally:
+                    if proc.poll() is None:  # interrupted while waiting (Ctrl-C): leave nothing behind
+                        _kill_group(proc)
+            stdout = _read_tail(stdout_path, _STDOUT_TAIL_BYTES)
+            stderr = tail(_read_tail(stderr_path, 8192))
+        if returncode != 0:
+            return Evaluation(None, error=f"the command exited with status {returncode}", feedback=stderr or None)
+        result = last_json_object(stdout)
+        if result is None:
+            return Evaluation(
+                None,
+                error='the command printed no JSON object on stdout; print one as its last line, e.g. {"accuracy": 0.93}',
+                feedback=tail(stdout + ("\n" + stderr if stderr else "")) or None,
+            )
+        return Evaluation(result, feedback=stderr or None)
