@@ -303,8 +303,6 @@ def _choice_key(value: object) -> tuple[str, object]:
 def _show(value: object) -> str:
     if isinstance(value, str):
         return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
-    if isinstance(value, float) and (value == 0 or 1e-3 <= abs(value) < 1e6):
-        return f"{value:g}"
     return repr(value)
 
 
@@ -444,7 +442,7 @@ class Space(Mapping[str, Param]):
         """The job-file form: ``{"lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True}, ...}``."""
         out: dict[str, dict[str, Any]] = {}
         for name, param in self._params.items():
-            entry = asdict(param)
+            entry = {k: v for k, v in asdict(param).items() if v is not None}  # TOML has no null
             if isinstance(param, Categorical):
                 entry["choices"] = list(param.choices)
             out[name] = {"type": param.kind, **entry}

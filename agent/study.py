@@ -121,6 +121,7 @@ class Study:
         slots = _Slots(n_trials)
         stop = threading.Event()
         reasons: list[str] = []
+        ran: list[Trial] = []
 
         def work() -> None:
             while not stop.is_set():
@@ -134,6 +135,7 @@ class Study:
                     reasons.append("trial budget")
                     return
                 finished = self._evaluate_and_tell(evaluator, trial)
+                ran.append(finished)
                 for callback in callbacks:
                     callback(self, finished)
 
@@ -149,7 +151,7 @@ class Study:
             except BaseException:
                 stop.set()
                 raise
-        return RunSummary(slots.taken, reasons[0] if reasons else "stopped")
+        return RunSummary(len(ran), reasons[0] if reasons else "stopped")
 
     def _evaluate_and_tell(self, evaluator: Evaluator, trial: Trial) -> Trial:
         try:
@@ -317,15 +319,15 @@ class _Slots:
 
     def __init__(self, limit: int | None) -> None:
         self._limit = limit
-        self.taken = 0
+        self._taken = 0
         self._lock = threading.Lock()
 
     def take(self) -> str | None:
         """Take a slot; returns why not when none is left."""
         with self._lock:
-            if self._limit is not None and self.taken >= self._limit:
+            if self._limit is not None and self._taken >= self._limit:
                 return "n_trials"
-            self.taken += 1
+            self._taken += 1
             return None
 
 

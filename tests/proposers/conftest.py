@@ -1,0 +1,49 @@
+"""Fixtures shared by every proposer's tests: each proposer must pass the same contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from agent.proposers import Proposer, make_proposer
+from agent.space import Categorical, Float, Int, Space, Text
+from agent.trial import Trial, TrialState
+
+#: Every proposer kind listed here is run through tests/proposers/test_contract.py.
+CONTRACT_KINDS = ["random"]
+
+MIXED_SPACE = Space(
+    x=Float(-5.0, 10.0),
+    lr=Float(1e-4, 1.0, log=True),
+    n=Int(1, 20),
+    color=Categorical(["red", "green", "blue"]),
+    note=Text("keep me"),
+)
+
+
+def make_trials(space: Space, values: list[float | None], seed: int = 0) -> list[Trial]:
+    """Finished trials at random points; a None value makes a failed trial."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for i, value in enumerate(values):
+        params = space.decode(rng.random(space.n_dims))
+        trials.append(
+            Trial(
+                number=i,
+                params=params,
+                state=TrialState.COMPLETE if value is not None else TrialState.FAILED,
+                proposer="test",
+                started_at=datetime.now(UTC),
+                value=value,
+                error=None if value is not None else "boom",
+            )
+        )
+    return trials
+
+
+@pytest.fixture(params=CONTRACT_KINDS)
+def proposer_factory(request: pytest.FixtureRequest) -> Callable[[int | None], Proposer]:
+    return lambda seed: make_proposer(request.param, seed)

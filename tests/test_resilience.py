@@ -1,0 +1,149 @@
+"""Crash safety and concurrency with real processes on a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from agent import load_study
+from agent.trial import INTERRUPTED, TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+JOB = """
+[study]
+name = "crash"
+direction = "minimize"
+storage = "sqlite:///study.db"
+seed = 1
+
+[space]
+x = {{ type = "float", low = -3, high = 3 }}
+k = {{ type = "categorical", choices = ["x; touch pwned", "plain"] }}
+
+[objective]
+command = ["{python}", "objective.py", "{{x}}", "{{k}}"]
+metric = "loss"
+
+[budget]
+trials = {trials}
+"""
+
+OBJECTIVE = """
+import json, sys, time
+time.sleep(0.15)
+print(json.dumps({"loss": float(sys.argv[1]) ** 2}))
+"""
+
+
+def count_complete(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            return conn.execute("SELECT count(*) FROM trials WHERE state = 'complete'").fetchone()[0]
+        except sqlite3.OperationalError:  # tables not created yet
+            return 0
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_kill_9_mid_study_loses_nothing_and_resume_finishes(tmp_path: Path) -> None:
+    (tmp_path / "job.toml").write_text(JOB.format(python=sys.executable, trials=14))
+    (tmp_path / "objective.py").write_text(OBJECTIVE)
+    run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
+    db = tmp_path / "study.db"
+
+    first = subprocess.Popen(run, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_until(lambda: count_complete(db) >= 5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    before = {t.number: t.value for t in load_study("crash", f"sqlite:///{db}").trials if t.state is TrialState.COMPLETE}
+    assert len(before) >= 5
+
+    second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "Resuming study crash" in second.stdout
+
+    trials = load_study("crash", f"sqlite:///{db}").trials
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers)) == numbers[-1] + 1
+    after = {t.number: t.value for t in trials if t.state is TrialState.COMPLETE}
+    assert {n: after.get(n) for n in before} == before  # every completed trial survived, unchanged
+    interrupted = [t for t in trials if t.error == INTERRUPTED]
+    assert len(interrupted) <= 1 and all(t.state is TrialState.FAILED for t in interrupted)
+    assert len(trials) - len(interrupted) == 14  # the budget is reached; interrupted trials don't count
+    assert not any(t.state is TrialState.RUNNING for t in trials)
+    assert not (tmp_path / "pwned").exists()
+
+
+WORKER = """
+import sys, time
+from agent import Categorical, Float, Space, create_study
+
+space = Space(x=Float(0, 1), c=Categorical(["a", "b", "c"]))
+study = create_study("shared", space, storage=sys.argv[1], load_if_exists=True)
+while time.time() < float(sys.argv[2]):  # start together, to collide as much as possible
+    time.sleep(0.005)
+study.optimize(lambda p: p["x"], n_trials=25)
+"""
+
+
+def test_four_processes_share_one_study(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    start_at = str(time.time() + 3.0)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, start_at], env=ENV, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    errors = [w.communicate(timeout=180)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], errors
+    assert not any("locked" in e for e in errors), errors
+    trials = load_study("shared", url).trials
+    assert len(trials) == 100
+    assert [t.number for t in trials] == list(range(100))
+    assert all(t.state is TrialState.COMPLETE for t in trials)
+
+
+SLOW_WORKER = """
+import sys, time
+from agent import Float, Space, create_study
+
+study = create_study("live", Space(x=Float(0, 1)), storage=sys.argv[1], load_if_exists=True)
+study.optimize(lambda p: time.sleep(3) or p["x"], n_trials=1)
+"""
+
+
+def test_running_trials_of_a_live_worker_are_never_touched(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, url], env=ENV)
+    db = tmp_path / "live.db"
+
+    def running() -> bool:
+        if not db.exists():
+            return False
+        with sqlite3.connect(db, timeout=30) as conn:
+            try:
+                return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0] == 1
+            except sqlite3.OperationalError:
+                return False
+
+    wait_until(running)
+    assert load_study("live", url).recover_interrupted() == []
+    assert worker.wait(timeout=60) == 0
+    [trial] = load_study("live", url).trials
+    assert trial.state is TrialState.COMPLETE

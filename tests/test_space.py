@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.space import Categorical, Code, Float, Int, InvalidCandidate, Space, Text
+
+MIXED = Space(
+    lr=Float(1e-5, 1e-1, log=True),
+    dropout=Float(0.0, 0.5),
+    depth=Int(1, 8),
+    width=Int(16, 1024, log=True),
+    batch=Int(8, 128, step=8),
+    optimizer=Categorical(["adam", "sgd", "adamw"]),
+    flag=Categorical([True, False, 1, None]),
+    prompt=Text("Answer briefly.", max_length=200),
+    patch=Code("def f(x):\n    return x\n"),
+)
+
+
+def unit_points(space: Space) -> st.SearchStrategy[np.ndarray]:
+    return st.lists(
+        st.floats(0.0, 1.0, allow_nan=False), min_size=space.n_dims, max_size=space.n_dims
+    ).map(np.array)
+
+
+def valid_candidates(space: Space) -> st.SearchStrategy[dict]:
+    parts = {}
+    for name, p in space.items():
+        if isinstance(p, Float):
+            parts[name] = st.floats(p.low, p.high, allow_nan=False)
+        elif isinstance(p, Int):
+            parts[name] = st.integers(0, (p.high - p.low) // p.step).map(lambda i, p=p: p.low + i * p.step)
+        elif isinstance(p, Categorical):
+            parts[name] = st.sampled_from(p.choices)
+        else:
+            parts[name] = st.text(max_size=p.max_length or 50)
+    return st.fixed_dictionaries(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(unit_points(MIXED))
+def test_every_decoded_point_is_valid(x: np.ndarray) -> None:
+    candidate = MIXED.decode(x)
+    assert MIXED.problems(candidate) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_candidates(MIXED))
+def test_encode_decode_round_trips(candidate: dict) -> None:
+    x = MIXED.encode(candidate)
+    assert x.shape == (MIXED.n_dims,)
+    assert np.all((x >= -1e-9) & (x <= 1 + 1e-9))
+    back = MIXED.decode(x, {k: candidate[k] for k in ("prompt", "patch")})
+    for name, param in MIXED.items():
+        if isinstance(param, Float):
+            assert math.isclose(back[name], candidate[name], rel_tol=1e-9, abs_tol=1e-12)
+        else:
+            assert back[name] == candidate[name] and type(back[name]) is type(candidate[name])
+
+
+@settings(max_examples=200, deadline=None)
+@given(unit_points(MIXED))
+def test_decode_encode_is_stable(x: np.ndarray) -> None:
+    """Decoding the re-encoded point gives the same candidate: the encoding is a fixed point."""
+    candidate = MIXED.decode(x)
+    again = MIXED.decode(MIXED.encode(candidate))
+    assert MIXED.key({**again, "dropout": 0, "lr": 0}) == MIXED.key({**candidate, "dropout": 0, "lr": 0})
+
+
+def test_int_grid_is_sampled_uniformly() -> None:
+    p = Int(1, 4)
+    values = [p.from_unit(np.array([u])) for u in np.linspace(0, 1, 4000, endpoint=False)]
+    counts = np.bincount(values)[1:]
+    assert counts.tolist() == [1000, 1000, 1000, 1000]
+
+
+def test_validation_reports_every_problem_at_once() -> None:
+    space = Space(lr=Float(1e-5, 1e-1, log=True), depth=Int(1, 8), opt=Categorical(["adam", "sgd"]))
+    with pytest.raises(InvalidCandidate) as info:
+        space.validate({"lr": "fast", "depth": 9, "opt": "rmsprop", "extra": 1})
+    assert info.value.problems == [
+        "lr: 'fast' is not a number",
+        "depth: 9 is above the maximum 8",
+        "opt: 'rmsprop' is not one of 'adam', 'sgd'",
+        "extra: not a parameter of this space (parameters: lr, depth, opt)",
+    ]
+    assert space.problems({"lr": 0.01}) == [
+        "depth: missing (expected integer in [1, 8])",
+        "opt: missing (expected one of 'adam', 'sgd')",
+    ]
+
+
+def test_validation_details() -> None:
+    space = Space(n=Int(0, 10, step=2), x=Float(0, 1), t=Text("a", max_length=3), b=Categorical([True, 1]))
+    assert space.problems({"n": 3, "x": float("nan"), "t": "abcd", "b": 1.0}) == [
+        "n: 3 is not on the grid 0, 2, ... (step 2)",
+        "x: nan is not a finite number",
+        "t: text of 4 characters is longer than the maximum 3",
+        "b: 1.0 is not one of True, 1",
+    ]
+    # Integral floats from JSON are accepted for Int and normalized; booleans are not numbers.
+    assert space.validate({"n": 4.0, "x": 1, "t": "ab", "b": True}) == {"n": 4, "x": 1.0, "t": "ab", "b": True}
+    assert space.problems({"n": True, "x": 0.5, "t": "a", "b": 1}) == ["n: True is not an integer"]
+
+
+def test_json_schema_of_a_candidate() -> None:
+    schema = MIXED.json_schema()
+    assert schema["required"] == list(MIXED)
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["lr"] == {"type": "number", "minimum": 1e-5, "maximum": 1e-1}
+    assert schema["properties"]["depth"] == {"type": "integer", "minimum": 1, "maximum": 8}
+    assert schema["properties"]["optimizer"] == {"enum": ["adam", "sgd", "adamw"]}
+    assert schema["properties"]["prompt"] == {"type": "string", "maxLength": 200}
+
+
+def test_text_and_code_have_no_cube_dimensions_and_serialize() -> None:
+    assert MIXED.n_dims == 5 + 3 + 4
+    assert [n for n, _ in MIXED.text_items()] == ["prompt", "patch"]
+    assert Space.from_dict(MIXED.to_dict()) == MIXED
+    assert isinstance(Space.from_dict(MIXED.to_dict())["patch"], Code)
+
