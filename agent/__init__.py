@@ -34,7 +34,27 @@ _EXPORTS = {
     "TrialState": "agent.trial",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "Budget",
+    "Categorical",
+    "Code",
+    "Float",
+    "Int",
+    "InvalidCandidate",
+    "Proposal",
+    "RunSummary",
+    "Space",
+    "SpaceError",
+    "Storage",
+    "StorageError",
+    "Study",
+    "Text",
+    "Trial",
+    "TrialState",
+    "__version__",
+    "create_study",
+    "load_study",
+]
 
 if TYPE_CHECKING:
     from agent.budget import Budget

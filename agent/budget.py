@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s|ms)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -23,7 +23,7 @@ def parse_duration(value: str | float | int) -> float:
         ValueError: with the accepted forms, when ``value`` is none of them or not positive.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 90, \"90s\", \"30m\" or \"1h30m\", got {value!r}")
+        raise ValueError(f'expected a duration such as 90, "90s", "30m" or "1h30m", got {value!r}')
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
@@ -33,13 +33,11 @@ def parse_duration(value: str | float | int) -> float:
             try:
                 seconds = float(text)
             except ValueError:
-                raise ValueError(
-                    f"expected a duration such as 90, \"90s\", \"30m\" or \"1h30m\", got {value!r}"
-                ) from None
+                raise ValueError(f'expected a duration such as 90, "90s", "30m" or "1h30m", got {value!r}') from None
         else:
             seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
     else:
-        raise ValueError(f"expected a duration such as 90, \"90s\", \"30m\" or \"1h30m\", got {value!r}")
+        raise ValueError(f'expected a duration such as 90, "90s", "30m" or "1h30m", got {value!r}')
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"a duration must be positive, got {value!r}")
     return seconds

@@ -211,7 +211,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         studies = [_open_study(args.name, args.storage)]
     else:
         try:
-            storage = Storage(args.storage or DEFAULT_STORAGE)
+            storage = Storage(args.storage or DEFAULT_STORAGE, create=False)
         except StorageError as exc:
             _fail(str(exc))
         studies = [Study(storage, record) for record in storage.list_studies()]

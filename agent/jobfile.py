@@ -11,10 +11,10 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.budget import Budget, parse_duration
 from agent.proposers import PROPOSER_KINDS
@@ -35,10 +35,12 @@ class JobFileError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # Strict: TOML is typed, so `trials = true` or `seed = "3"` is a mistake to report, not to convert.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-Duration = float | int | str
+#: Seconds, given as a number or a string such as "30m" (checked by :func:`parse_duration`).
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class StudySection(_Section):
@@ -51,7 +53,7 @@ class StudySection(_Section):
 
 
 class ObjectiveSection(_Section):
-    command: list[str] | None = Field(default=None, min_length=1)
+    command: list[str] | None = None
     function: str | None = None
     metric: str | None = None
     timeout: Duration | None = None
@@ -68,13 +70,8 @@ class BudgetSection(_Section):
     wall_time: Duration | None = None
 
 
-class _JobModel(_Section):
-    study: StudySection
-    space: dict[str, Any]
-    objective: ObjectiveSection
-    proposer: ProposerSection = Field(default_factory=ProposerSection)
-    budget: BudgetSection = Field(default_factory=BudgetSection)
-    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+_SECTIONS = ("study", "space", "objective", "proposer", "budget", "enqueue")
+_ALL_SECTIONS = "[study], [space], [objective], [proposer], [budget], [[enqueue]]"
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,10 @@ class Job:
     def evaluator(self) -> Evaluator:
         if self.objective.command is not None:
             return CommandEvaluator(
-                self.objective.command, timeout=self.objective.timeout, cwd=self.folder, env=self.objective.env
+                self.objective.command,
+                timeout=self.objective.timeout,
+                cwd=self.folder,
+                env=self.objective.env,
             )
         assert self.objective.function is not None
         return FunctionEvaluator(self.objective.function, timeout=self.objective.timeout, base_dir=self.folder)
@@ -115,30 +115,33 @@ def resolve_storage(url: str, folder: Path) -> str:
     return url
 
 
-def _key(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "lax-"))))
-    key = _key(loc)
+def _describe(section: str, model: type[_Section], error: Mapping[str, Any]) -> str:
+    key = ".".join([section, *(str(p) for p in error["loc"])])
     if error["type"] == "missing":
         return f"{key}: missing required key"
     if error["type"] == "extra_forbidden":
-        section: Any = model
-        for part in loc[:-1]:
-            field = section.model_fields.get(part) if isinstance(part, str) else None
-            section = field.annotation if field is not None else None
-        allowed = ", ".join(section.model_fields) if isinstance(section, type) else "see DESIGN.md"
-        return f"{key}: unknown key (allowed here: {allowed})"
-    return f"{key}: {error['msg']}, got {error['input']!r}"
+        return f"{key}: unknown key (allowed here: {', '.join(model.model_fields)})"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message}" + ("" if message.endswith(repr(error["input"])) else f", got {error['input']!r}")
+
+
+def _section(raw: Mapping[str, Any], name: str, model: type[_Section], problems: list[str]) -> Any:
+    table = raw.get(name, {})
+    if not isinstance(table, Mapping):
+        problems.append(f"{name}: expected a table, e.g. [{name}] on a line of its own, then its keys")
+        return None
+    try:
+        return model.model_validate(table)
+    except pydantic.ValidationError as exc:
+        problems.extend(_describe(name, model, e) for e in exc.errors())
+        return None
 
 
 def load_job(path: str | Path) -> Job:
-    """Read and check a job file.
+    """Read and check a job file; every problem is reported, not only the first.
+
+    Importing a ``function`` objective runs its module's top-level code: that is the only way to know
+    the function exists before the study starts.
 
     Raises:
         JobFileError: the file is missing, not TOML, or has faulty keys (all listed).
@@ -152,58 +155,69 @@ def load_job(path: str | Path) -> Job:
         raise JobFileError(path, [f"cannot read it: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(path, [f"not valid TOML: {exc}"]) from None
-    try:
-        model = _JobModel.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise JobFileError(path, [_describe(e, _JobModel) for e in exc.errors()]) from None
 
-    problems: list[str] = []
+    problems = [
+        f"{key}: unknown section (allowed: {_ALL_SECTIONS})"
+        for key in raw
+        if key not in {*_SECTIONS, "space", "enqueue"}
+    ]
+    if "study" not in raw:
+        problems.append('study: missing section; add [study] with name = "..."')
+    if "objective" not in raw:
+        problems.append('objective: missing section; add [objective] with command = [...] or function = "module:fn"')
+    # In the order of a job file, so the problems read top to bottom.
+    study = _section(raw, "study", StudySection, problems)
     space: Space | None = None
     try:
-        space = Space.from_dict(model.space)
+        space = Space.from_dict(raw.get("space", {}))
     except SpaceError as exc:
         problems.append(str(exc))
-    problems += _check_objective(model.objective, space, path.parent)
-    if model.proposer.kind not in PROPOSER_KINDS:
+    objective = _section(raw, "objective", ObjectiveSection, problems)
+    if isinstance(raw.get("objective"), Mapping):  # checked even when another objective key is faulty
+        problems += _check_objective(raw["objective"], space, path.parent)
+    proposer = _section(raw, "proposer", ProposerSection, problems)
+    budget_section = _section(raw, "budget", BudgetSection, problems)
+    if proposer is not None and proposer.kind not in PROPOSER_KINDS:
         problems.append(
-            f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got {model.proposer.kind!r}"
+            f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got {proposer.kind!r}"
         )
     budget = None
-    try:
-        budget = Budget(trials=model.budget.trials, wall_time=model.budget.wall_time)
-    except ValueError as exc:
-        problems.append(f"budget.wall_time: {exc}")
-    if budget is not None and budget.trials is None and budget.wall_time is None:
-        problems.append("budget: set trials or wall_time (or both), e.g. trials = 40")
-    if space is not None:
-        for i, point in enumerate(model.enqueue):
+    if budget_section is not None:
+        if budget_section.trials is None and budget_section.wall_time is None:
+            problems.append("budget: set trials or wall_time (or both), e.g. trials = 40")
+        else:
+            budget = Budget(trials=budget_section.trials, wall_time=budget_section.wall_time)
+    enqueue = raw.get("enqueue", [])
+    if not isinstance(enqueue, list) or not all(isinstance(p, dict) for p in enqueue):
+        problems.append("enqueue: expected [[enqueue]] tables, one per point, with a value for each parameter")
+    elif space is not None:
+        for i, point in enumerate(enqueue):
             try:
                 space.validate({**space.defaults(), **point})
             except InvalidCandidate as exc:
                 problems += [f"enqueue[{i}].{p}" for p in exc.problems]
     if problems:
         raise JobFileError(path, problems)
-    assert space is not None and budget is not None
-    return Job(path, model.study, space, model.objective, model.proposer, budget, model.enqueue)
+    assert study is not None and space is not None and objective is not None
+    assert proposer is not None and budget is not None
+    return Job(path, study, space, objective, proposer, budget, enqueue)
 
 
-def _check_objective(objective: ObjectiveSection, space: Space | None, folder: Path) -> list[str]:
-    if (objective.command is None) == (objective.function is None):
+def _check_objective(table: Mapping[str, Any], space: Space | None, folder: Path) -> list[str]:
+    """What the schema cannot see: one of command/function, placeholders, the program, the import."""
+    command, function = table.get("command"), table.get("function")
+    if (command is None) == (function is None):
         return ['objective: set exactly one of command = ["python", "train.py", "{lr}"] or function = "module:fn"']
-    problems = []
-    if objective.timeout is not None:
+    if command == []:
+        return ['objective.command: must not be empty, e.g. ["python", "train.py", "--lr", "{lr}"]']
+    if isinstance(command, list) and all(isinstance(item, str) for item in command):
+        return _check_command(command, space, folder)
+    if isinstance(function, str):
         try:
-            parse_duration(objective.timeout)
+            FunctionEvaluator(function, base_dir=folder)
         except ValueError as exc:
-            problems.append(f"objective.timeout: {exc}")
-    if objective.command is not None:
-        problems += _check_command(objective.command, space, folder)
-    elif objective.function is not None:
-        try:
-            FunctionEvaluator(objective.function, base_dir=folder)
-        except ValueError as exc:
-            problems.append(f"objective.function: {exc}")
-    return problems
+            return [f"objective.function: {exc}"]
+    return []
 
 
 def _check_command(argv: list[str], space: Space | None, folder: Path) -> list[str]:
@@ -218,11 +232,9 @@ def _check_command(argv: list[str], space: Space | None, folder: Path) -> list[s
         for name in names:
             if space is not None and name not in known:
                 problems.append(
-                    f"objective.command[{i}]: placeholder {{{name}}} is not a parameter "
-                    f"(known: {', '.join(known)})"
+                    f"objective.command[{i}]: placeholder {{{name}}} is not a parameter (known: {', '.join(known)})"
                 )
     program = argv[0]
     if "{" not in program and shutil.which(program) is None and not (folder / program).exists():
         problems.append(f"objective.command[0]: program {program!r} not found on PATH or in {folder}")
     return problems
-

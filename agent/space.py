@@ -11,6 +11,7 @@ proposers carry their current value along.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,11 +23,20 @@ import numpy as np
 Scalar: TypeAlias = str | int | float | bool | None
 ParamValue: TypeAlias = Scalar
 
-_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# No "." or "[": names are also ``{placeholders}`` in command templates, where those mean attribute access.
+_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 class SpaceError(ValueError):
-    """A search space that cannot be built; the message names the parameter and the fix."""
+    """A search space that cannot be built; the message names the parameter and the fix.
+
+    ``detail`` is the message without the parameter's repr, for callers that name it their own way
+    (a job file names the TOML key instead).
+    """
+
+    def __init__(self, detail: str, param: object = None) -> None:
+        self.detail = detail
+        super().__init__(detail if param is None else f"{param!r}: {detail}")
 
 
 class InvalidCandidate(ValueError):
@@ -110,11 +120,11 @@ class Int:
     def __post_init__(self) -> None:
         _check_bounds(self, self.low, self.high, self.log)
         if self.step < 1:
-            raise SpaceError(f"{self!r}: step must be at least 1")
+            raise SpaceError("step must be at least 1", self)
         if (self.high - self.low) % self.step:
-            raise SpaceError(f"{self!r}: high - low ({self.high - self.low}) must be a multiple of step")
+            raise SpaceError(f"high - low ({self.high - self.low}) must be a multiple of step", self)
         if self.log and self.step != 1:
-            raise SpaceError(f"{self!r}: a log-scaled Int must have step 1")
+            raise SpaceError("a log-scaled Int must have step 1", self)
 
     @property
     def n_dims(self) -> int:
@@ -178,16 +188,16 @@ class Categorical:
 
     def __init__(self, choices: Sequence[Scalar]) -> None:
         if isinstance(choices, str | bytes) or not isinstance(choices, Sequence):
-            raise SpaceError(f"Categorical({choices!r}): choices must be a list, e.g. ['adam', 'sgd']")
+            raise SpaceError("choices must be a list, e.g. ['adam', 'sgd']", _Repr(f"Categorical({choices!r})"))
         object.__setattr__(self, "choices", tuple(choices))
         if not self.choices:
-            raise SpaceError("Categorical([]): choices must not be empty")
+            raise SpaceError("choices must not be empty", self)
         for choice in self.choices:
             if choice is not None and not isinstance(choice, str | int | float | bool):
-                raise SpaceError(f"Categorical: choice {choice!r} is not a string, number or boolean")
+                raise SpaceError(f"choice {choice!r} is not a string, number or boolean", self)
         keys = [_choice_key(c) for c in self.choices]
         if len(set(keys)) != len(keys):
-            raise SpaceError(f"Categorical({list(self.choices)!r}): choices must be distinct")
+            raise SpaceError("choices must be distinct", self)
 
     @property
     def n_dims(self) -> int:
@@ -236,11 +246,11 @@ class Text:
 
     def __post_init__(self) -> None:
         if not isinstance(self.default, str):
-            raise SpaceError(f"{type(self).__name__}: default must be a string")
+            raise SpaceError("default must be a string", self)
         if self.max_length is not None and self.max_length < 1:
-            raise SpaceError(f"{type(self).__name__}: max_length must be at least 1")
+            raise SpaceError("max_length must be at least 1", self)
         if self.max_length is not None and len(self.default) > self.max_length:
-            raise SpaceError(f"{type(self).__name__}: default is longer than max_length ({self.max_length})")
+            raise SpaceError(f"default is longer than max_length ({self.max_length})", self)
 
     @property
     def n_dims(self) -> int:
@@ -283,16 +293,33 @@ NumericParam: TypeAlias = Float | Int | Categorical
 PARAM_TYPES: dict[str, type[Param]] = {cls.kind: cls for cls in (Float, Int, Categorical, Text, Code)}
 
 
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise SpaceError(
+            f"parameter name {name!r} is not valid: use letters, digits, '_' or '-', starting with a letter or '_'"
+        )
+
+
+class _Repr:
+    """Shows a given text as its repr, for error messages about arguments that never became a parameter."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __repr__(self) -> str:
+        return self._text
+
+
 def _check_bounds(param: Float | Int, low: float, high: float, log: bool) -> None:
     for bound, name in ((low, "low"), (high, "high")):
         if not _is_number(bound) or not math.isfinite(bound):
-            raise SpaceError(f"{param!r}: {name} must be a finite number")
+            raise SpaceError(f"{name} must be a finite number", param)
         if isinstance(param, Int) and not isinstance(bound, int | np.integer):
-            raise SpaceError(f"{param!r}: {name} must be an integer")
+            raise SpaceError(f"{name} must be an integer", param)
     if low >= high:
-        raise SpaceError(f"{param!r}: low ({_show(low)}) must be below high ({_show(high)})")
+        raise SpaceError(f"low ({_show(low)}) must be below high ({_show(high)})", param)
     if log and low <= 0:
-        raise SpaceError(f"{param!r}: a log-scaled parameter needs low > 0 (got {_show(low)})")
+        raise SpaceError(f"a log-scaled parameter needs low > 0 (got {_show(low)})", param)
 
 
 def _choice_key(value: object) -> tuple[str, object]:
@@ -321,15 +348,9 @@ class Space(Mapping[str, Param]):
         if not merged:
             raise SpaceError("a space needs at least one parameter, e.g. Space(x=Float(0, 1))")
         for name, param in merged.items():
-            if not isinstance(name, str) or not _NAME_PATTERN.match(name):
-                raise SpaceError(
-                    f"parameter name {name!r} is not valid: use letters, digits, '_', '.' or '-', "
-                    "starting with a letter or '_'"
-                )
+            _check_name(name)
             if not isinstance(param, Float | Int | Categorical | Text):
-                raise SpaceError(
-                    f"parameter {name!r}: {param!r} is not a Float, Int, Categorical, Text or Code"
-                )
+                raise SpaceError(f"parameter {name!r}: {param!r} is not a Float, Int, Categorical, Text or Code")
         self._params = merged
         self._slices: dict[str, slice] = {}
         offset = 0
@@ -453,11 +474,16 @@ class Space(Mapping[str, Param]):
         """Build a space from its job-file form; errors name the key: ``space.lr.low: ...``."""
         if not isinstance(table, Mapping) or not table:
             raise SpaceError(
-                "space: expected a table of parameters, e.g. lr = { type = \"float\", low = 1e-5, high = 0.1 }"
+                'space: expected a table of parameters, e.g. lr = { type = "float", low = 1e-5, high = 0.1 }'
             )
         params: dict[str, Param] = {}
         for name, entry in table.items():
-            params[name] = _param_from_dict(f"space.{name}", entry)
+            where = f"space.{name}" if _NAME_PATTERN.match(name) else f"space.{json.dumps(name)}"
+            try:
+                _check_name(name)
+            except SpaceError as exc:
+                raise SpaceError(f"{where}: {exc}") from None
+            params[name] = _param_from_dict(where, entry)
         return cls(params)
 
 
@@ -479,10 +505,15 @@ def _param_from_dict(where: str, entry: object) -> Param:
             raise SpaceError(f"{where}.{f.name}: missing required key for a {kind} parameter")
     if "log" in rest and not isinstance(rest["log"], bool):
         raise SpaceError(f"{where}.log: expected true or false, got {_show(rest['log'])}")
+    for key in ("low", "high"):
+        if key in rest and not _is_number(rest[key]):
+            raise SpaceError(f"{where}.{key}: expected a number, got {_show(rest[key])}")
+        if key in rest and cls is Int and not isinstance(rest[key], int):
+            raise SpaceError(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
     for key in ("step", "max_length"):
         if key in rest and (not isinstance(rest[key], int) or isinstance(rest[key], bool)):
             raise SpaceError(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
     try:
         return cls(**rest)
     except SpaceError as exc:
-        raise SpaceError(f"{where}: {exc}") from None
+        raise SpaceError(f"{where}: {exc.detail}") from None

@@ -143,7 +143,7 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, create: bool) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -154,6 +154,11 @@ def _make_engine(url: str) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     if not parsed.database or parsed.database == ":memory:":
         raise StorageError("storage: in-memory SQLite cannot be shared; use a file, e.g. sqlite:///tunesmith.db")
+    if not create and not Path(parsed.database).exists():
+        raise StorageError(
+            f"no database at {Path(parsed.database).resolve()}; run a job first (tunesmith run JOB.toml) "
+            "or point --storage at the right file"
+        )
     Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
     _configure_sqlite(engine)
@@ -161,11 +166,17 @@ def _make_engine(url: str) -> Engine:
 
 
 class Storage:
-    """All reads and writes of studies, trials, workers and the queue of enqueued points."""
+    """All reads and writes of studies, trials, workers and the queue of enqueued points.
 
-    def __init__(self, url: str = DEFAULT_STORAGE) -> None:
+    Args:
+        url: a SQLAlchemy database URL.
+        create: create a missing SQLite file; readers pass False so that a typo does not leave an
+            empty database behind.
+    """
+
+    def __init__(self, url: str = DEFAULT_STORAGE, create: bool = True) -> None:
         self.url = url
-        self._engine = _make_engine(url)
+        self._engine = _make_engine(url, create)
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -206,7 +217,9 @@ class Storage:
                     created_at=created,
                 )
             )
-            study_id = result.inserted_primary_key[0]
+            key = result.inserted_primary_key
+            assert key is not None
+            study_id = key[0]
         return StudyRecord(study_id, name, direction, metric, space, settings, created)
 
     def get_study(self, name: str) -> StudyRecord | None:
@@ -225,7 +238,11 @@ class Storage:
         with self._write() as conn:
             conn.execute(
                 sa.insert(_workers).values(
-                    id=worker_id, hostname=socket.gethostname(), pid=os.getpid(), started_at=now, heartbeat_at=now
+                    id=worker_id,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    started_at=now,
+                    heartbeat_at=now,
                 )
             )
 
@@ -268,9 +285,7 @@ class Storage:
                     return None
                 proposal = Proposal(json.loads(queued.params), queued.proposer, queued.rationale)
             number = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(_trials.c.number) + 1, 0)).where(
-                    _trials.c.study_id == study_id
-                )
+                sa.select(sa.func.coalesce(sa.func.max(_trials.c.number) + 1, 0)).where(_trials.c.study_id == study_id)
             ).scalar_one()
             started = _now()
             conn.execute(
@@ -353,9 +368,7 @@ class Storage:
         # A trial interrupted by a dead process produced no result, so it does not use up the budget.
         interrupted = sa.and_(_trials.c.state == TrialState.FAILED.value, _trials.c.error == INTERRUPTED)
         return conn.execute(
-            sa.select(sa.func.count())
-            .select_from(_trials)
-            .where(_trials.c.study_id == study_id, sa.not_(interrupted))
+            sa.select(sa.func.count()).select_from(_trials).where(_trials.c.study_id == study_id, sa.not_(interrupted))
         ).scalar_one()
 
     def recover_interrupted(self, study_id: int, requeue: bool = False) -> list[int]:

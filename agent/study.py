@@ -254,6 +254,25 @@ class Study:
             log.warning("trials %s were interrupted by a process that died; marked failed", numbers)
         return numbers
 
+    def close(self) -> None:
+        """Stop this process's heartbeat for the study and release the database connections.
+
+        Running trials of this process then look abandoned to other workers once the heartbeat goes stale,
+        so close a study only when none of its trials is running here. Optional: exiting the process has
+        the same effect.
+        """
+        with self._lease_lock:
+            if self._lease is not None:
+                self._lease.stop()
+                self._lease = None
+        self._storage.close()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _worker_id(self) -> str:
         with self._lease_lock:
             if self._lease is None:
@@ -331,8 +350,8 @@ class _Slots:
             return None
 
 
-def _open(storage: Storage | str) -> Storage:
-    return storage if isinstance(storage, Storage) else Storage(storage)
+def _open(storage: Storage | str, create: bool) -> Storage:
+    return storage if isinstance(storage, Storage) else Storage(storage, create=create)
 
 
 def create_study(
@@ -369,7 +388,7 @@ def create_study(
     if not isinstance(space, Space):
         raise ValueError(f"space must be a Space, got {type(space).__name__}")
     make_proposer(proposer, seed)  # refuse an unknown kind before anything is written
-    db = _open(storage)
+    db = _open(storage, create=True)
     existing = db.get_study(name)
     if existing is not None:
         if not load_if_exists:
@@ -393,8 +412,7 @@ def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str
         differences.append(f"metric (stored: {existing.metric})")
     if differences:
         raise ValueError(
-            f"study {existing.name!r} exists with a different {', '.join(differences)}; "
-            "give the new study another name"
+            f"study {existing.name!r} exists with a different {', '.join(differences)}; give the new study another name"
         )
 
 
@@ -404,7 +422,7 @@ def load_study(name: str, storage: Storage | str = DEFAULT_STORAGE) -> Study:
     Raises:
         StorageError: no study of that name; the message lists those that exist.
     """
-    db = _open(storage)
+    db = _open(storage, create=False)
     record = db.get_study(name)
     if record is None:
         names = [s.name for s in db.list_studies()]

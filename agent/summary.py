@@ -35,7 +35,12 @@ def summarize(study: Study) -> dict[str, Any]:
     best = None
     try:
         bt = study.best_trial
-        best = {"number": bt.number, "value": bt.value, "params": dict(bt.params), "metrics": dict(bt.metrics)}
+        best = {
+            "number": bt.number,
+            "value": bt.value,
+            "params": dict(bt.params),
+            "metrics": dict(bt.metrics),
+        }
     except ValueError:
         pass
     return {

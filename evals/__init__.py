@@ -10,4 +10,5 @@ Modules, one job each:
     scoring     Bayesmark-style normalized scores, ranks and suggestion times
     report      the markdown report and the machine it ran on
     run         the command line and the process pool
+    tests/      checks of the harness itself: ``python -m pytest evals/tests`` (not in the default testpaths)
 """

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -70,7 +69,9 @@ def test_kill_9_mid_study_loses_nothing_and_resume_finishes(tmp_path: Path) -> N
     wait_until(lambda: count_complete(db) >= 5)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    before = {t.number: t.value for t in load_study("crash", f"sqlite:///{db}").trials if t.state is TrialState.COMPLETE}
+    before = {
+        t.number: t.value for t in load_study("crash", f"sqlite:///{db}").trials if t.state is TrialState.COMPLETE
+    }
     assert len(before) >= 5
 
     second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
@@ -105,9 +106,7 @@ def test_four_processes_share_one_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     start_at = str(time.time() + 3.0)
     workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, url, start_at], env=ENV, stderr=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", WORKER, url, start_at], env=ENV, stderr=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
     errors = [w.communicate(timeout=180)[1] for w in workers]

@@ -23,9 +23,7 @@ MIXED = Space(
 
 
 def unit_points(space: Space) -> st.SearchStrategy[np.ndarray]:
-    return st.lists(
-        st.floats(0.0, 1.0, allow_nan=False), min_size=space.n_dims, max_size=space.n_dims
-    ).map(np.array)
+    return st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=space.n_dims, max_size=space.n_dims).map(np.array)
 
 
 def valid_candidates(space: Space) -> st.SearchStrategy[dict]:
@@ -104,7 +102,12 @@ def test_validation_details() -> None:
         "b: 1.0 is not one of True, 1",
     ]
     # Integral floats from JSON are accepted for Int and normalized; booleans are not numbers.
-    assert space.validate({"n": 4.0, "x": 1, "t": "ab", "b": True}) == {"n": 4, "x": 1.0, "t": "ab", "b": True}
+    assert space.validate({"n": 4.0, "x": 1, "t": "ab", "b": True}) == {
+        "n": 4,
+        "x": 1.0,
+        "t": "ab",
+        "b": True,
+    }
     assert space.problems({"n": True, "x": 0.5, "t": "a", "b": 1}) == ["n: True is not an integer"]
 
 
@@ -123,4 +126,3 @@ def test_text_and_code_have_no_cube_dimensions_and_serialize() -> None:
     assert [n for n, _ in MIXED.text_items()] == ["prompt", "patch"]
     assert Space.from_dict(MIXED.to_dict()) == MIXED
     assert isinstance(Space.from_dict(MIXED.to_dict())["patch"], Code)
-

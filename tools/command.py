@@ -8,6 +8,7 @@ lines with a ``"step"`` key are progress reports, not results. A timeout kills t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,19 +67,15 @@ def _read_tail(path: Path, limit: int) -> str:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the command's process group, SIGKILL it after a grace period, and reap the leader."""
     _signal_group(proc.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(_KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
     _signal_group(proc.pid, signal.SIGKILL)  # children may outlive the leader
     proc.wait()
 
@@ -118,10 +115,16 @@ class CommandEvaluator:
             params_file = workdir / "params.json"
             params_file.write_text(json.dumps(dict(params)))
             values: dict[str, Any] = {**params, "trial_number": trial.number, "params_file": str(params_file)}
-            try:
-                argv = [item.format_map(values) for item in self.argv]
-            except (KeyError, IndexError, ValueError) as exc:
-                return Evaluation(None, error=f"cannot fill the command template: {exc!r}")
+            argv = []
+            for i, item in enumerate(self.argv):
+                try:
+                    argv.append(item.format_map(values))
+                except (KeyError, IndexError, ValueError, AttributeError) as exc:
+                    return Evaluation(
+                        None,
+                        error=f"cannot fill command item {i} ({item!r}): {exc!r}; placeholders available: "
+                        f"{', '.join(values)} (write {{{{ and }}}} for literal braces)",
+                    )
             stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
             env = {
                 **os.environ,
@@ -132,7 +135,12 @@ class CommandEvaluator:
             with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
                 try:
                     proc = subprocess.Popen(
-                        argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=self.cwd, env=env,
+                        argv,
+                        stdout=out,
+                        stderr=err,
+                        stdin=subprocess.DEVNULL,
+                        cwd=self.cwd,
+                        env=env,
                         start_new_session=True,
                     )
                 except OSError as exc:
@@ -151,13 +159,21 @@ class CommandEvaluator:
                         _kill_group(proc)
             stdout = _read_tail(stdout_path, _STDOUT_TAIL_BYTES)
             stderr = tail(_read_tail(stderr_path, 8192))
+        if returncode < 0:
+            name = signal.Signals(-returncode).name
+            return Evaluation(
+                None,
+                error=f"the command was killed by signal {-returncode} ({name}; SIGKILL often means out of memory)",
+                feedback=stderr or None,
+            )
         if returncode != 0:
             return Evaluation(None, error=f"the command exited with status {returncode}", feedback=stderr or None)
         result = last_json_object(stdout)
         if result is None:
             return Evaluation(
                 None,
-                error='the command printed no JSON object on stdout; print one as its last line, e.g. {"accuracy": 0.93}',
+                error="the command printed no JSON object on stdout; "
+                'print one as its last line, e.g. {"accuracy": 0.93}',
                 feedback=tail(stdout + ("\n" + stderr if stderr else "")) or None,
             )
         return Evaluation(result, feedback=stderr or None)

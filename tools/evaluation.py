@@ -70,6 +70,10 @@ def read_outcome(output: object, metric: str | None) -> tuple[float, dict[str, f
     Raises:
         ObjectiveOutputError: the output is not a finite number, or the target is missing or ambiguous.
     """
+    if output is None:
+        raise ObjectiveOutputError(
+            "the objective returned None; return a number or a dict of metrics (a missing return statement?)"
+        )
     if not isinstance(output, Mapping):
         value = _finite_number("the objective's result", output)
         return value, ({metric: value} if metric else {})
@@ -78,6 +82,8 @@ def read_outcome(output: object, metric: str | None) -> tuple[float, dict[str, f
         for k, v in output.items()
         if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
     }
+    if not output:
+        raise ObjectiveOutputError('the objective returned an empty dict; return a number or e.g. {"loss": 0.1}')
     if metric is None:
         if len(output) != 1:
             raise ObjectiveOutputError(

@@ -6,6 +6,7 @@ The child process is what makes a timeout enforceable: a thread cannot be stoppe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import multiprocessing
 import os
@@ -15,6 +16,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from agent.budget import parse_duration
@@ -33,11 +35,9 @@ def resolve_callable(spec: str, base_dir: str | Path | None = None) -> Objective
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"expected \"module:callable\" (e.g. \"train:objective\"), got {spec!r}")
-    if base_dir is not None and str(base_dir) not in sys.path:
-        sys.path.insert(0, str(base_dir))
+        raise ValueError(f'expected "module:callable" (e.g. "train:objective"), got {spec!r}')
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import(module_name, None if base_dir is None else Path(base_dir))
     except ImportError as exc:
         raise ValueError(f"cannot import module {module_name!r}: {exc}") from exc
     for part in attr.split("."):
@@ -49,13 +49,37 @@ def resolve_callable(spec: str, base_dir: str | Path | None = None) -> Objective
     return target
 
 
+def _import(module_name: str, base_dir: Path | None) -> ModuleType:
+    """Import a module, preferring ``base_dir``: a job's ``train.py`` must win over any other ``train``."""
+    if base_dir is None:
+        return importlib.import_module(module_name)
+    if str(base_dir) not in sys.path:
+        sys.path.insert(0, str(base_dir))
+    candidate = base_dir.joinpath(*module_name.split(".")).with_suffix(".py")
+    loaded = sys.modules.get(module_name)
+    if loaded is None or not candidate.is_file() or Path(getattr(loaded, "__file__", None) or "") == candidate:
+        return importlib.import_module(module_name)
+    # Another module of that name was imported first (another job's, or the standard library's): load this
+    # job's file under a name of its own instead of silently running the other one.
+    unique = f"tunesmith_job_{abs(hash(str(candidate)))}_{module_name.replace('.', '_')}"
+    spec = importlib.util.spec_from_file_location(unique, candidate)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def _wants_trial(fn: Objective) -> bool:
+    """True when ``fn`` takes a second argument for the trial: ``f(params, trial)``."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    required = [
+        p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.name == "trial" for p in parameters)
 
 
 def _call(fn: Objective, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
@@ -67,7 +91,11 @@ def _call(fn: Objective, params: Mapping[str, ParamValue], trial: Trial) -> Eval
 
 
 def _child_main(
-    target: Objective | str, base_dir: str | None, params: Mapping[str, ParamValue], trial: Trial, conn: Connection
+    target: Objective | str,
+    base_dir: str | None,
+    params: Mapping[str, ParamValue],
+    trial: Trial,
+    conn: Connection,
 ) -> None:
     os.setsid()  # its own process group, so a timeout kills whatever it started too
     fn = resolve_callable(target, base_dir) if isinstance(target, str) else target
@@ -87,7 +115,10 @@ class FunctionEvaluator:
     """
 
     def __init__(
-        self, objective: Objective | str, timeout: float | str | None = None, base_dir: str | Path | None = None
+        self,
+        objective: Objective | str,
+        timeout: float | str | None = None,
+        base_dir: str | Path | None = None,
     ) -> None:
         self._base_dir = None if base_dir is None else str(base_dir)
         self._fn = resolve_callable(objective, base_dir) if isinstance(objective, str) else objective
@@ -111,7 +142,7 @@ class FunctionEvaluator:
             return Evaluation(
                 None,
                 error=f"cannot start the objective in a child process ({type(exc).__name__}: {exc}); "
-                "with a timeout the objective must be importable, e.g. \"module:callable\"",
+                'with a timeout the objective must be importable, e.g. "module:callable"',
             )
         sender.close()
         result: Evaluation | None = None

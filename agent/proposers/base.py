@@ -74,6 +74,9 @@ class SeenPoints:
         self._space = space
         self._keys = {space.key(c) for c in candidates}
 
+    def is_new(self, candidate: Mapping[str, ParamValue]) -> bool:
+        return self._space.key(candidate) not in self._keys
+
     def add(self, candidate: Mapping[str, ParamValue]) -> bool:
         """Remember ``candidate``; False when it was already seen."""
         key = self._space.key(candidate)

@@ -13,7 +13,7 @@ from agent.space import Categorical, Float, Int, Space, Text
 from agent.trial import Trial, TrialState
 
 #: Every proposer kind listed here is run through tests/proposers/test_contract.py.
-CONTRACT_KINDS = ["random"]
+CONTRACT_KINDS = ["random", "bo"]
 
 MIXED_SPACE = Space(
     x=Float(-5.0, 10.0),

@@ -1,0 +1,43 @@
+"""Module-level objectives for FunctionEvaluator's timeout tests (a spawned child must import them)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def sleepy(params: dict[str, Any]) -> float:
+    """Sleeps ``params["seconds"]`` (60 by default), then returns 0."""
+    time.sleep(float(params.get("seconds", 60)))
+    return 0.0
+
+
+def fast(params: dict[str, Any]) -> dict[str, float]:
+    """Returns at once, with the pid of the process it ran in."""
+    return {"double": 2 * float(params["x"]), "pid": float(os.getpid())}
+
+
+def with_trial(params: dict[str, Any], trial: Any) -> float:
+    """Returns the trial's number, to show the trial reached the child."""
+    return float(trial.number) + float(params["x"])
+
+
+def sleepy_with_child(params: dict[str, Any]) -> float:
+    """Starts a long-lived child, writes its pid to ``params["pid_file"]``, then sleeps."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    Path(str(params["pid_file"])).write_text(str(child.pid))
+    time.sleep(60)
+    return 0.0
+
+
+def raises(params: dict[str, Any]) -> float:
+    raise ValueError(f"bad lr {params.get('lr')}")
+
+
+def dies(params: dict[str, Any]) -> float:
+    """Ends its process without answering, as a segfault or an OOM kill would."""
+    os._exit(3)

@@ -1,0 +1,314 @@
+"""CommandEvaluator: real programs in real subprocesses, never a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.space import Categorical, Space, SpaceError, Text
+from agent.trial import Trial
+from tests.tools.conftest import make_trial
+from tools.command import CommandEvaluator, last_json_object, placeholders
+from tools.evaluation import Evaluation, read_outcome
+
+PY = sys.executable
+
+
+def write_script(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+@pytest.fixture
+def dump_argv(tmp_path: Path) -> Path:
+    """A program that writes its argv and environment to argv.json and prints a result."""
+    return write_script(
+        tmp_path,
+        "dump_argv.py",
+        """
+        import json, os, sys
+        from pathlib import Path
+        record = {
+            "argv": sys.argv[1:],
+            "cwd": os.getcwd(),
+            "params_file_env": os.environ.get("TUNESMITH_PARAMS_FILE"),
+            "trial_number_env": os.environ.get("TUNESMITH_TRIAL_NUMBER"),
+            "extra_env": os.environ.get("EXTRA_ENV"),
+        }
+        params_file = record["params_file_env"]
+        record["params_file_content"] = json.loads(Path(params_file).read_text()) if params_file else None
+        Path(__file__).with_name("argv.json").write_text(json.dumps(record))
+        print(json.dumps({"loss": 1.5}))
+        """,
+    )
+
+
+def run_dump(dump_argv: Path, argv_tail: list[str], params: dict[str, object], trial: Trial) -> dict:
+    evaluation = CommandEvaluator([PY, str(dump_argv), *argv_tail], timeout=30, cwd=dump_argv.parent).evaluate(
+        params, trial
+    )
+    assert evaluation.error is None, evaluation
+    assert evaluation.output == {"loss": 1.5}
+    return json.loads(dump_argv.with_name("argv.json").read_text())
+
+
+# Command safety ------------------------------------------------------------------------------------------
+HOSTILE_VALUES = [
+    "x; touch pwned",
+    "$(touch pwned_subst)",
+    "`touch pwned_backtick`",
+    "'; touch pwned_quote; echo '",
+    '"; touch pwned_dquote; echo "',
+    "a\ntouch pwned_newline",
+    "&& touch pwned_and || touch pwned_or | tee pwned_pipe > pwned_redirect",
+    "{x} {trial_number} %s \\ * ~",
+]
+
+
+def test_hostile_values_reach_the_program_as_one_literal_argument(
+    dump_argv: Path, tmp_path: Path, trial: Trial
+) -> None:
+    space = Space(v=Categorical(HOSTILE_VALUES))
+    for value in HOSTILE_VALUES:
+        params = space.validate({"v": value})
+        record = run_dump(dump_argv, ["--v", "{v}", "prefix={v}"], params, trial)
+        assert record["argv"] == ["--v", value, f"prefix={value}"]
+        assert record["params_file_content"] == {"v": value}
+    for folder in {tmp_path, Path.cwd()}:
+        assert not list(folder.glob("pwned*")), f"a value was executed as shell code in {folder}"
+
+
+def test_text_values_with_newlines_and_quotes_stay_one_argument(dump_argv: Path, trial: Trial) -> None:
+    text = 'line one\nline "two"\n$HOME `id` $(id)'
+    params = Space(prompt=Text("x")).validate({"prompt": text})
+    record = run_dump(dump_argv, ["{prompt}"], params, trial)
+    assert record["argv"] == [text]
+
+
+# Placeholders --------------------------------------------------------------------------------------------
+def test_builtin_placeholders_env_and_format_specs(dump_argv: Path, tmp_path: Path) -> None:
+    trial = make_trial(12)
+    params = {"lr": 0.0123456, "depth": 3, "opt": "adam"}
+    argv = [
+        "--lr={lr:.3f}",
+        "{depth:03d}",
+        "{opt}",
+        "{trial_number}",
+        "{params_file}",
+        "{lr!r}",
+        "{{literal}}",
+    ]
+    record = run_dump(dump_argv, argv, params, trial)
+    lr, depth, opt, number, params_file, lr_repr, literal = record["argv"]
+    assert (lr, depth, opt, number, lr_repr, literal) == (
+        "--lr=0.012",
+        "003",
+        "adam",
+        "12",
+        "0.0123456",
+        "{literal}",
+    )
+    assert params_file == record["params_file_env"]
+    assert Path(params_file).name == "params.json"
+    assert record["params_file_content"] == params
+    assert record["trial_number_env"] == "12"
+    assert Path(record["cwd"]).resolve() == tmp_path.resolve()
+    assert not Path(params_file).exists(), "the per-trial temporary folder should be removed afterwards"
+
+
+def test_extra_env_reaches_the_command(dump_argv: Path, trial: Trial) -> None:
+    evaluator = CommandEvaluator([PY, str(dump_argv)], env={"EXTRA_ENV": "hello"})
+    assert evaluator.evaluate({}, trial).error is None
+    assert json.loads(dump_argv.with_name("argv.json").read_text())["extra_env"] == "hello"
+
+
+def test_placeholders_lists_fields_without_specs() -> None:
+    assert placeholders(["python", "--lr={lr:.3f}", "{depth!r}", "{{x}}", "{trial_number}"]) == [
+        "lr",
+        "depth",
+        "trial_number",
+    ]
+    with pytest.raises(ValueError):
+        placeholders(["{lr"])
+    with pytest.raises(ValueError):
+        CommandEvaluator([PY, "{lr"])
+
+
+def test_dotted_parameter_names_can_be_used_as_placeholders(dump_argv: Path, trial: Trial) -> None:
+    # Space accepts names such as "optim.lr" (its name pattern allows '.'), so a command must be able to
+    # use them; today "{optim.lr}" is read as attribute "lr" of a parameter "optim" and the trial fails.
+    try:
+        Space(**{"optim.lr": Categorical([0.1, 0.2])})
+    except SpaceError:
+        return  # also a fix: dotted names refused by the space
+    assert placeholders(["{optim.lr}"]) == ["optim.lr"]
+    record = run_dump(dump_argv, ["{optim.lr}"], {"optim.lr": 0.1}, trial)
+    assert record["argv"] == ["0.1"]
+
+
+def test_unknown_placeholder_fails_the_trial_not_the_study(trial: Trial) -> None:
+    evaluation = CommandEvaluator([PY, "-c", "pass", "{missing}"]).evaluate({"x": 1}, trial)
+    assert evaluation.output is None
+    assert evaluation.error == (
+        "cannot fill command item 3 ('{missing}'): KeyError('missing'); placeholders available: "
+        "x, trial_number, params_file (write {{ and }} for literal braces)"
+    )
+
+
+# Reading the result --------------------------------------------------------------------------------------
+def test_metric_is_the_last_json_object_progress_and_garbage_skipped(tmp_path: Path, trial: Trial) -> None:
+    script = write_script(
+        tmp_path,
+        "noisy.py",
+        """
+        import json, sys
+        print("starting up")
+        print(json.dumps({"loss": 9.0}))
+        print(json.dumps({"step": 1, "value": 0.5}))
+        print("{not json at all}")
+        print(json.dumps({"loss": 0.25, "accuracy": 0.75}))
+        print("[1, 2, 3]")
+        print(json.dumps({"step": 2, "value": 0.25}))
+        print("{\\"truncated\\": ")
+        print("done, bye")
+        sys.stderr.write("a warning on stderr\\n")
+        """,
+    )
+    evaluation = CommandEvaluator([PY, str(script)]).evaluate({}, trial)
+    assert evaluation == Evaluation({"loss": 0.25, "accuracy": 0.75}, feedback="a warning on stderr\n")
+    assert read_outcome(evaluation.output, "accuracy") == (0.75, {"loss": 0.25, "accuracy": 0.75})
+
+
+def test_last_json_object_unit() -> None:
+    assert last_json_object('{"a": 1}\n  {"b": 2}  \n{"step": 3}\nnoise\n') == {"b": 2}
+    assert last_json_object('{"step": 1, "value": 2}\n') is None
+    assert last_json_object("") is None
+    assert last_json_object('["a"]\n{"a": 1') is None
+
+
+def test_no_json_object_is_a_failed_evaluation_with_help(tmp_path: Path, trial: Trial) -> None:
+    script = write_script(
+        tmp_path,
+        "silent.py",
+        """
+        import json
+        print("trained, accuracy was 0.9")
+        print(json.dumps({"step": 10, "value": 0.9}))
+        """,
+    )
+    evaluation = CommandEvaluator([PY, str(script)]).evaluate({}, trial)
+    assert evaluation.output is None
+    assert evaluation.error == (
+        'the command printed no JSON object on stdout; print one as its last line, e.g. {"accuracy": 0.93}'
+    )
+    assert evaluation.feedback is not None
+    assert "trained, accuracy was 0.9" in evaluation.feedback
+
+
+def test_nonzero_exit_names_the_status_and_keeps_the_stderr_tail(tmp_path: Path, trial: Trial) -> None:
+    script = write_script(
+        tmp_path,
+        "crash.py",
+        """
+        import json, sys
+        print(json.dumps({"loss": 1.0}))   # a result printed before crashing does not count
+        sys.stderr.write("x" * 5000 + "\\n")
+        sys.stderr.write("RuntimeError: CUDA out of memory\\n")
+        sys.exit(3)
+        """,
+    )
+    evaluation = CommandEvaluator([PY, str(script)]).evaluate({}, trial)
+    assert evaluation.output is None
+    assert evaluation.error == "the command exited with status 3"
+    assert evaluation.feedback is not None
+    assert evaluation.feedback.endswith("RuntimeError: CUDA out of memory\n")
+    assert len(evaluation.feedback) <= 2003  # a tail, not the whole stderr
+
+
+def test_missing_program_is_a_failed_evaluation(tmp_path: Path, trial: Trial) -> None:
+    evaluator = CommandEvaluator(["tunesmith-no-such-program-xyz", "{x}"], cwd=tmp_path)
+    evaluation = evaluator.evaluate({"x": 1}, trial)
+    assert evaluation.output is None
+    assert evaluation.error == "cannot start 'tunesmith-no-such-program-xyz': No such file or directory"
+
+
+def test_bad_argv_is_refused_at_construction() -> None:
+    for argv in ("python train.py", [], [PY, 3]):
+        with pytest.raises(ValueError, match="the command must be a non-empty list of strings"):
+            CommandEvaluator(argv)  # type: ignore[arg-type]
+
+
+# Timeouts ------------------------------------------------------------------------------------------------
+def _is_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie waiting for its reaper)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _wait_gone(pid: int, within_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if _is_gone(pid):
+            return True
+        time.sleep(0.05)
+    return _is_gone(pid)
+
+
+PARENT_WITH_CHILD = """
+import signal, subprocess, sys, time
+from pathlib import Path
+if "--ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # inherited by the child: only SIGKILL works
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+Path(sys.argv[1]).write_text(str(child.pid))
+print("child started", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "sigkill-after-grace"])
+def test_timeout_kills_the_command_and_its_children(tmp_path: Path, trial: Trial, ignore_term: bool) -> None:
+    script = write_script(tmp_path, "parent.py", PARENT_WITH_CHILD)
+    pid_file = tmp_path / "child.pid"
+    argv = [PY, str(script), str(pid_file)] + (["--ignore-term"] if ignore_term else [])
+    started = time.monotonic()
+    evaluation = CommandEvaluator(argv, timeout=1.5).evaluate({}, trial)
+    elapsed = time.monotonic() - started
+    child_pid = int(pid_file.read_text())
+    try:
+        assert evaluation.output is None
+        assert evaluation.error == "timed out after 1.5s; the command and its children were killed"
+        assert elapsed < 15, f"evaluate took {elapsed:.1f}s"
+        assert _wait_gone(child_pid), f"the command's child {child_pid} survived the timeout"
+    finally:
+        if not _is_gone(child_pid):
+            os.kill(child_pid, 9)
+
+
+def test_timeout_as_duration_string(tmp_path: Path, trial: Trial) -> None:
+    evaluator = CommandEvaluator([PY, "-c", "import time; time.sleep(60)"], timeout="1s")
+    assert evaluator.timeout_s == 1.0
+    started = time.monotonic()
+    evaluation = evaluator.evaluate({}, trial)
+    assert evaluation.error == "timed out after 1s; the command and its children were killed"
+    assert time.monotonic() - started < 10
+
+
+def test_fast_command_under_timeout_succeeds(tmp_path: Path, trial: Trial) -> None:
+    script = write_script(tmp_path, "fast.py", 'import json, sys\nprint(json.dumps({"x": float(sys.argv[1])}))\n')
+    evaluation = CommandEvaluator([PY, str(script), "{x}"], timeout="30s").evaluate({"x": 0.5}, trial)
+    assert evaluation == Evaluation({"x": 0.5})
