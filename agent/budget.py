@@ -1,8 +1,9 @@
 """Budgets: how much a study may spend, and the running account of what it has spent.
 
 ``trials`` counts the study's trials across every run and worker (a resumed study continues towards the
-same total; trials interrupted by a dead process do not count). ``wall_time`` bounds one call of
-``optimize`` (one ``tunesmith run``), like a job's time limit.
+same total; trials interrupted by a dead process do not count). ``tokens`` and ``usd`` count the
+study's model calls, also across runs. ``wall_time`` bounds one call of ``optimize`` (one
+``tunesmith run``), like a job's time limit. A trial already running when a limit is reached finishes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.storage import Spend
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)")
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -50,10 +55,14 @@ class Budget:
     Args:
         trials: total trials in the study (all runs and workers together).
         wall_time: seconds, or a string such as ``"30m"``, for one ``optimize`` call.
+        tokens: total model tokens (prompt + completion) for the study.
+        usd: total model spend in US dollars for the study (prices: :mod:`agent.llm.pricing`).
     """
 
     trials: int | None = None
     wall_time: float | str | None = None
+    tokens: int | None = None
+    usd: float | None = None
 
     def __post_init__(self) -> None:
         if self.trials is not None and (
@@ -62,6 +71,14 @@ class Budget:
             raise ValueError(f"Budget.trials must be a positive integer, got {self.trials!r}")
         if self.wall_time is not None:
             object.__setattr__(self, "wall_time", parse_duration(self.wall_time))
+        if self.tokens is not None and (
+            not isinstance(self.tokens, int) or isinstance(self.tokens, bool) or self.tokens < 1
+        ):
+            raise ValueError(f"Budget.tokens must be a positive integer, got {self.tokens!r}")
+        if self.usd is not None and (
+            isinstance(self.usd, bool) or not isinstance(self.usd, int | float) or not self.usd > 0
+        ):
+            raise ValueError(f"Budget.usd must be a positive number, got {self.usd!r}")
 
     @property
     def wall_time_s(self) -> float | None:
@@ -84,9 +101,18 @@ class BudgetAccount:
         limit = self.budget.wall_time_s
         return None if limit is None else max(0.0, limit - self.elapsed_s)
 
-    def exhausted(self) -> str | None:
+    @property
+    def counts_spend(self) -> bool:
+        """Whether :meth:`exhausted` needs the study's model spend."""
+        return self.budget.tokens is not None or self.budget.usd is not None
+
+    def exhausted(self, spend: Spend | None = None) -> str | None:
         """Why no new trial may start (trial counts are checked by storage, atomically), or None."""
         remaining = self.remaining_s
         if remaining is not None and remaining <= 0:
             return "wall time"
+        if spend is not None and self.budget.tokens is not None and spend.tokens >= self.budget.tokens:
+            return "token budget"
+        if spend is not None and self.budget.usd is not None and spend.usd >= self.budget.usd:
+            return "money budget"
         return None

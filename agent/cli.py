@@ -120,10 +120,13 @@ def _study_for(job: Job) -> Study:
             direction=job.study.direction,
             storage=job.storage_url,
             proposer=job.proposer.kind,
+            model=job.proposer.model,
             metric=job.objective.metric,
             seed=job.study.seed,
             context=job.proposer.context,
             load_if_exists=True,
+            api_key_env=job.proposer.api_key_env,
+            prices=job.prices,
         )
     except (ValueError, StorageError) as exc:
         _fail(str(exc))
@@ -284,6 +287,14 @@ def _print_summary(study: Study, stopped: str | None) -> None:
     if stopped:
         header += f"; stopped: {stopped}"
     console.print(header, soft_wrap=True)
+    spend = s["spend"]
+    if s["model"] or spend["calls"]:
+        console.print(
+            f"Model {s['model'] or '-'}: {spend['calls']} calls ({spend['failed_calls']} failed), "
+            f"{spend['tokens']:,} tokens, ${spend['usd']:.4f}",
+            markup=False,
+            soft_wrap=True,
+        )
 
     if s["best"]:
         best = Table(title=f"Best trial #{s['best']['number']}: {s['best']['value']:.6g}", show_header=True)

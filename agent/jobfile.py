@@ -17,6 +17,7 @@ import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.budget import Budget, parse_duration
+from agent.llm import check_model_spec
 from agent.proposers import PROPOSER_KINDS
 from agent.space import InvalidCandidate, Space, SpaceError
 from agent.storage import DEFAULT_STORAGE
@@ -60,14 +61,24 @@ class ObjectiveSection(_Section):
     env: dict[str, str] = Field(default_factory=dict)
 
 
+class Price(_Section):
+    input: float = Field(ge=0, description="USD per million prompt tokens")
+    output: float = Field(ge=0, description="USD per million completion tokens")
+
+
 class ProposerSection(_Section):
-    kind: str = "random"
+    kind: str = "auto"
+    model: str | None = None
     context: str | None = None
+    api_key_env: str | None = None
+    prices: dict[str, Price] = Field(default_factory=dict)
 
 
 class BudgetSection(_Section):
     trials: int | None = Field(default=None, ge=1)
     wall_time: Duration | None = None
+    tokens: int | None = Field(default=None, ge=1)
+    usd: float | None = Field(default=None, gt=0)
 
 
 _SECTIONS = ("study", "space", "objective", "proposer", "budget", "enqueue")
@@ -89,6 +100,10 @@ class Job:
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        return {model: (price.input, price.output) for model, price in self.proposer.prices.items()}
 
     @property
     def storage_url(self) -> str:
@@ -177,16 +192,19 @@ def load_job(path: str | Path) -> Job:
         problems += _check_objective(raw["objective"], space, path.parent)
     proposer = _section(raw, "proposer", ProposerSection, problems)
     budget_section = _section(raw, "budget", BudgetSection, problems)
-    if proposer is not None and proposer.kind not in PROPOSER_KINDS:
-        problems.append(
-            f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got {proposer.kind!r}"
-        )
+    if proposer is not None:
+        problems += _check_proposer(proposer)
     budget = None
     if budget_section is not None:
         if budget_section.trials is None and budget_section.wall_time is None:
             problems.append("budget: set trials or wall_time (or both), e.g. trials = 40")
         else:
-            budget = Budget(trials=budget_section.trials, wall_time=budget_section.wall_time)
+            budget = Budget(
+                trials=budget_section.trials,
+                wall_time=budget_section.wall_time,
+                tokens=budget_section.tokens,
+                usd=budget_section.usd,
+            )
     enqueue = raw.get("enqueue", [])
     if not isinstance(enqueue, list) or not all(isinstance(p, dict) for p in enqueue):
         problems.append("enqueue: expected [[enqueue]] tables, one per point, with a value for each parameter")
@@ -201,6 +219,19 @@ def load_job(path: str | Path) -> Job:
     assert study is not None and space is not None and objective is not None
     assert proposer is not None and budget is not None
     return Job(path, study, space, objective, proposer, budget, enqueue)
+
+
+def _check_proposer(proposer: ProposerSection) -> list[str]:
+    if proposer.kind not in PROPOSER_KINDS:
+        return [f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got {proposer.kind!r}"]
+    if proposer.kind == "llm" and proposer.model is None:
+        return ['proposer.model: the "llm" proposer needs a model, e.g. model = "local"']
+    if proposer.model is not None:
+        try:
+            check_model_spec(proposer.model)
+        except ValueError as exc:
+            return [f"proposer.model: {exc}"]
+    return []
 
 
 def _check_objective(table: Mapping[str, Any], space: Space | None, folder: Path) -> list[str]:

@@ -446,8 +446,15 @@ class Space(Mapping[str, Param]):
         return {name: param.normalize(candidate[name]) for name, param in self._params.items()}
 
     def key(self, candidate: Mapping[str, ParamValue]) -> tuple[object, ...]:
-        """A hashable identity of a valid candidate, for telling duplicates apart."""
-        return tuple((name, _choice_key(candidate[name])) for name in self._params)
+        """A hashable identity of a valid candidate, for telling duplicates apart.
+
+        Floats count as equal to 6 significant digits: that is how the history shows them to the model,
+        so a model copying a past trial is caught, and no objective tells such neighbours apart anyway.
+        """
+        return tuple(
+            (name, float(f"{float(candidate[name]):.6g}") if isinstance(param, Float) else _choice_key(candidate[name]))  # type: ignore[arg-type]
+            for name, param in self._params.items()
+        )
 
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of one candidate: every parameter required, nothing else allowed."""

@@ -80,10 +80,32 @@ _trials = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("feedback", sa.Text),
     sa.Column("worker_id", sa.String(128), sa.ForeignKey("workers.id")),
+    sa.Column("llm_call_id", sa.Integer, sa.ForeignKey("llm_calls.id")),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.UniqueConstraint("study_id", "number", name="uq_trial_number"),
     sa.Index("ix_trials_study_state", "study_id", "state"),
+)
+
+_llm_calls = sa.Table(
+    "llm_calls",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("messages", sa.Text, nullable=False),
+    sa.Column("reply", sa.Text),
+    sa.Column("parsed", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("usd", sa.Float, nullable=False, default=0.0),
+    sa.Column("latency_s", sa.Float, nullable=False, default=0.0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("mode", sa.String(32)),
+    sa.Index("ix_llm_calls_study", "study_id"),
 )
 
 _queue = sa.Table(
@@ -105,6 +127,42 @@ class StorageError(RuntimeError):
 
 class TrialBudgetReached(Exception):
     """No trial was started: the study already holds its budgeted number of trials."""
+
+
+@dataclass(frozen=True)
+class LLMCallRecord:
+    """One model call as stored: what was asked, what came back, what it cost. Never holds a secret."""
+
+    purpose: str
+    model: str
+    messages: list[dict[str, str]]
+    reply: str | None = None
+    parsed: Any = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    mode: str | None = None
+    id: int | None = None
+    created_at: float = 0.0
+    trial_numbers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a study's model calls have cost so far."""
+
+    calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)
@@ -298,6 +356,7 @@ class Storage:
                     proposer=proposal.proposer,
                     rationale=proposal.rationale,
                     worker_id=worker_id,
+                    llm_call_id=proposal.llm_call_id,
                     started_at=started,
                 )
             )
@@ -358,6 +417,81 @@ class Storage:
         with self._write() as conn:
             rows = conn.execute(query).all()
         return [_trial_from_row(r) for r in rows]
+
+    # Model calls -------------------------------------------------------------------------------------------
+    def record_llm_call(self, study_id: int, call: LLMCallRecord) -> int:
+        """Store a model call; returns its id, which trials made from it refer to."""
+        with self._write() as conn:
+            result = conn.execute(
+                sa.insert(_llm_calls).values(
+                    study_id=study_id,
+                    created_at=_now(),
+                    purpose=call.purpose,
+                    model=call.model,
+                    messages=json.dumps(call.messages),
+                    reply=call.reply,
+                    parsed=None if call.parsed is None else json.dumps(call.parsed),
+                    error=call.error,
+                    prompt_tokens=call.prompt_tokens,
+                    completion_tokens=call.completion_tokens,
+                    usd=call.usd,
+                    latency_s=call.latency_s,
+                    attempts=call.attempts,
+                    mode=call.mode,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def llm_calls(self, study_id: int) -> list[LLMCallRecord]:
+        """Every model call of a study, oldest first, with the numbers of the trials each produced."""
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(_llm_calls).where(_llm_calls.c.study_id == study_id).order_by(_llm_calls.c.id)
+            ).all()
+            links = conn.execute(
+                sa.select(_trials.c.llm_call_id, _trials.c.number).where(
+                    _trials.c.study_id == study_id, _trials.c.llm_call_id.is_not(None)
+                )
+            ).all()
+        produced: dict[int, list[int]] = {}
+        for call_id, number in links:
+            produced.setdefault(call_id, []).append(number)
+        return [
+            LLMCallRecord(
+                purpose=r.purpose,
+                model=r.model,
+                messages=json.loads(r.messages),
+                reply=r.reply,
+                parsed=None if r.parsed is None else json.loads(r.parsed),
+                error=r.error,
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens,
+                usd=r.usd,
+                latency_s=r.latency_s,
+                attempts=r.attempts,
+                mode=r.mode,
+                id=r.id,
+                created_at=r.created_at,
+                trial_numbers=tuple(sorted(produced.get(r.id, []))),
+            )
+            for r in rows
+        ]
+
+    def spend(self, study_id: int) -> Spend:
+        c = _llm_calls.c
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(c.error),
+                    sa.func.coalesce(sa.func.sum(c.prompt_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.completion_tokens), 0),
+                    sa.func.coalesce(sa.func.sum(c.usd), 0.0),
+                ).where(c.study_id == study_id)
+            ).one()
+        return Spend(int(row[0]), int(row[1]), int(row[2]), int(row[3]), float(row[4]))
 
     def count_budgeted_trials(self, study_id: int) -> int:
         with self._write() as conn:

@@ -10,14 +10,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from agent.budget import Budget, BudgetAccount
-from agent.proposers import Proposer, RandomProposer, StudyView, make_proposer
+from agent.llm import LLMClient, check_model_spec, is_local_spec
+from agent.llm.pricing import cost_usd
+from agent.proposers import PROPOSER_KINDS, Proposer, RandomProposer, StudyView, make_proposer
 from agent.proposers.base import Direction
 from agent.space import ParamValue, Space
-from agent.storage import DEFAULT_STORAGE, Storage, StorageError, StudyRecord, TrialBudgetReached
+from agent.storage import (
+    DEFAULT_STORAGE,
+    LLMCallRecord,
+    Spend,
+    Storage,
+    StorageError,
+    StudyRecord,
+    TrialBudgetReached,
+)
 from agent.trial import INTERRUPTED, Proposal, Trial, TrialState
 from agent.worker import WorkerLease
 from tools.evaluation import Evaluation, Evaluator, ObjectiveOutputError, read_outcome
@@ -43,13 +53,47 @@ class RunSummary:
 class Study:
     """A named optimization problem and its trials. Build one with :func:`create_study` or :func:`load_study`."""
 
-    def __init__(self, storage: Storage, record: StudyRecord, proposer: Proposer | None = None) -> None:
+    def __init__(
+        self, storage: Storage, record: StudyRecord, proposer: Proposer | None = None, llm: LLMClient | None = None
+    ) -> None:
         self._storage = storage
         self._record = record
         self.space = Space.from_dict(record.space)
-        self.proposer = proposer or make_proposer(self.proposer_kind, self.seed)
+        self._proposer = proposer
+        self._llm = llm
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
+
+    @property
+    def proposer(self) -> Proposer:
+        """The proposer, built on first use: reading a study (``status``) never starts a model."""
+        if self._proposer is None:
+            llm = self._llm
+            spec = self._record.settings.get("model")
+            if llm is None and spec and self.proposer_kind in ("auto", "llm"):
+                from agent.llm import make_client
+
+                llm = make_client(spec, self._storage, self._record.settings.get("api_key_env"))
+            self._proposer = make_proposer(self.proposer_kind, self.seed, llm, self._record_call, self.metric)
+        return self._proposer
+
+    def _record_call(self, call: LLMCallRecord) -> int:
+        prices = {k: (float(v[0]), float(v[1])) for k, v in (self._record.settings.get("prices") or {}).items()}
+        usd = (
+            0.0
+            if is_local_spec(self.model)
+            else cost_usd(call.model, call.prompt_tokens, call.completion_tokens, prices)
+        )
+        return self._storage.record_llm_call(self.id, replace(call, usd=usd))
+
+    def spend(self) -> Spend:
+        """Tokens and money the study's model calls have used so far."""
+        return self._storage.spend(self.id)
+
+    @property
+    def llm_calls(self) -> list[LLMCallRecord]:
+        """Every model call, oldest first: messages, reply, parse result or error, tokens, latency, trials."""
+        return self._storage.llm_calls(self.id)
 
     # Identity -----------------------------------------------------------------------------------------
     @property
@@ -76,7 +120,12 @@ class Study:
 
     @property
     def proposer_kind(self) -> str:
-        return str(self._record.settings.get("proposer", "random"))
+        return str(self._record.settings.get("proposer", "auto"))
+
+    @property
+    def model(self) -> str | None:
+        """The ``model=`` setting (a spec such as ``"local"``), or None when the study has no model."""
+        return self._record.settings.get("model")
 
     @property
     def context(self) -> str | None:
@@ -125,7 +174,7 @@ class Study:
 
         def work() -> None:
             while not stop.is_set():
-                reason = account.exhausted() or slots.take()
+                reason = account.exhausted(self.spend() if account.counts_spend else None) or slots.take()
                 if reason:
                     reasons.append(reason)
                     return
@@ -189,7 +238,7 @@ class Study:
         pending = [t.params for t in trials if t.state is TrialState.RUNNING]
         try:
             proposal = self.proposer.propose(view, 1, pending)[0]
-            return Proposal(self.space.validate(proposal.params), proposal.proposer, proposal.rationale)
+            return replace(proposal, params=self.space.validate(proposal.params))
         except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
             log.warning("proposer %r failed (%s); using a random candidate instead", self.proposer.name, exc)
             fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
@@ -359,11 +408,14 @@ def create_study(
     space: Space,
     direction: str = "minimize",
     storage: Storage | str = DEFAULT_STORAGE,
-    proposer: str = "random",
+    proposer: str = "auto",
+    model: str | LLMClient | None = None,
     metric: str | None = None,
     seed: int | None = None,
     context: str | None = None,
     load_if_exists: bool = False,
+    api_key_env: str | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
 ) -> Study:
     """Create a study (or, with ``load_if_exists``, open the one of that name if it matches).
 
@@ -372,10 +424,15 @@ def create_study(
         space: what to search.
         direction: "minimize" or "maximize".
         storage: a SQLAlchemy URL (default ``sqlite:///tunesmith.db``) or a :class:`Storage`.
-        proposer: "random" (more kinds come with later releases).
+        proposer: "auto" (the model and BO as a portfolio; plain BO without a model), "llm", "bo" or "random".
+        model: ``"local"``, ``"gguf:/path"``, ``"openai:<model>"``, ``"http://host:port/v1#<model>"``,
+            ``"hf:/path"``, ``"replay:<study>"``, or an :class:`agent.llm.LLMClient`; None for no model.
+            Nothing is started until the first proposal.
         metric: the target, when the objective returns a dict of metrics.
         seed: makes the proposers reproducible.
         context: a description of the task, for the model.
+        api_key_env: the environment variable holding the API key (the key itself is never stored).
+        prices: USD per million (prompt, completion) tokens by model name, for money budgets.
 
     Raises:
         ValueError: an argument is invalid, or the existing study differs in space or direction.
@@ -387,8 +444,14 @@ def create_study(
         raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
     if not isinstance(space, Space):
         raise ValueError(f"space must be a Space, got {type(space).__name__}")
-    make_proposer(proposer, seed)  # refuse an unknown kind before anything is written
+    if proposer not in PROPOSER_KINDS:
+        raise ValueError(f"unknown proposer {proposer!r}; expected one of {', '.join(PROPOSER_KINDS)}")
+    if proposer == "llm" and model is None:
+        raise ValueError('proposer "llm" needs a model, e.g. model="local"')
+    if isinstance(model, str):
+        check_model_spec(model)
     db = _open(storage, create=True)
+    llm = None if model is None or isinstance(model, str) else model
     existing = db.get_study(name)
     if existing is not None:
         if not load_if_exists:
@@ -397,9 +460,16 @@ def create_study(
                 "or load_if_exists=True"
             )
         _check_same(existing, space, direction, metric)
-        return Study(db, existing)
-    settings = {"proposer": proposer, "seed": seed, "context": context}
-    return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings))
+        return Study(db, existing, llm=llm)
+    settings = {
+        "proposer": proposer,
+        "seed": seed,
+        "context": context,
+        "model": model if isinstance(model, str) or model is None else model.model,
+        "api_key_env": api_key_env,
+        "prices": {k: list(v) for k, v in (prices or {}).items()},
+    }
+    return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings), llm=llm)
 
 
 def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str | None) -> None:

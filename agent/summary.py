@@ -43,11 +43,21 @@ def summarize(study: Study) -> dict[str, Any]:
         }
     except ValueError:
         pass
+    spend = study.spend()
     return {
         "name": study.name,
         "direction": study.direction,
         "metric": study.metric,
         "proposer": study.proposer_kind,
+        "model": study.model,
+        "spend": {
+            "calls": spend.calls,
+            "failed_calls": spend.failed_calls,
+            "prompt_tokens": spend.prompt_tokens,
+            "completion_tokens": spend.completion_tokens,
+            "tokens": spend.tokens,
+            "usd": round(spend.usd, 6),
+        },
         "trials": len(trials),
         "states": {s.value: states.get(s.value, 0) for s in TrialState},
         "best": best,

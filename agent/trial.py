@@ -38,11 +38,13 @@ class Proposal:
         params: the candidate, valid for the study's space.
         proposer: who made it: ``"random"``, ``"bo"``, ``"llm"``, ``"enqueued"``, ...
         rationale: the proposer's one-line reason, shown in ``status`` and to the model later.
+        llm_call_id: the stored model call the candidate came from, if any.
     """
 
     params: Mapping[str, ParamValue]
     proposer: str
     rationale: str | None = None
+    llm_call_id: int | None = None
 
 
 @dataclass(frozen=True)

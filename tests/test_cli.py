@@ -49,6 +49,9 @@ command = [{json.dumps(sys.executable)}, "objective.py", "{{x}}", "{{depth}}", "
 metric = "loss"
 timeout = "30s"
 
+[proposer]
+kind = "random"
+
 [budget]
 trials = {TRIALS}
 """

@@ -27,6 +27,9 @@ seed = 1
 x = {{ type = "float", low = -3, high = 3 }}
 k = {{ type = "categorical", choices = ["x; touch pwned", "plain"] }}
 
+[proposer]
+kind = "random"
+
 [objective]
 command = ["{python}", "objective.py", "{{x}}", "{{k}}"]
 metric = "loss"
@@ -95,7 +98,7 @@ import sys, time
 from agent import Categorical, Float, Space, create_study
 
 space = Space(x=Float(0, 1), c=Categorical(["a", "b", "c"]))
-study = create_study("shared", space, storage=sys.argv[1], load_if_exists=True)
+study = create_study("shared", space, storage=sys.argv[1], proposer="random", load_if_exists=True)
 while time.time() < float(sys.argv[2]):  # start together, to collide as much as possible
     time.sleep(0.005)
 study.optimize(lambda p: p["x"], n_trials=25)
@@ -122,7 +125,7 @@ SLOW_WORKER = """
 import sys, time
 from agent import Float, Space, create_study
 
-study = create_study("live", Space(x=Float(0, 1)), storage=sys.argv[1], load_if_exists=True)
+study = create_study("live", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random", load_if_exists=True)
 study.optimize(lambda p: time.sleep(3) or p["x"], n_trials=1)
 """
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pandas
 import pytest
 
+import agent
 from agent import (
     Budget,
     Categorical,
@@ -16,10 +18,12 @@ from agent import (
     Space,
     StorageError,
     TrialState,
-    create_study,
     load_study,
 )
 from agent.budget import parse_duration
+
+# The loop is what these tests are about: the cheap random proposer keeps them fast (BO has its own tests).
+create_study = partial(agent.create_study, proposer="random")
 
 SPACE = Space(x=Float(-2.0, 2.0), n=Int(1, 5), kind=Categorical(["a", "b"]))
 

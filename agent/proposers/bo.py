@@ -153,8 +153,15 @@ class BOProposer:
         # relaxed: (num_restarts, n, d). Round every restart's points to valid candidates, rank the rounded
         # points by the acquisition value they actually have, then improve each by a discrete local search
         # (a relaxed optimum often rounds to the wrong category or the wrong side of an integer).
-        rounded = [space.decode(x.numpy(), text) for x in relaxed.reshape(-1, space.n_dims)]
-        starts = [c for c in {space.key(c): c for c in rounded}.values() if seen.is_new(c)]
+        points = relaxed.reshape(-1, space.n_dims).numpy()
+        starts = _unseen(space, [space.decode(x, text) for x in points], seen)
+        if not starts:
+            # Every restart rounded onto a tried point (typically a corner of the box): look around them.
+            rng = np.random.default_rng(len(points))
+            nearby = np.clip(
+                points[rng.integers(len(points), size=256)] + rng.normal(0, 0.05, (256, space.n_dims)), 0, 1
+            )
+            starts = _unseen(space, [space.decode(x, text) for x in nearby], seen)
         if not starts:
             return []
         scores = _score(space, acquisition, starts)
@@ -166,6 +173,11 @@ class BOProposer:
             if len(chosen) == n:
                 break
         return chosen
+
+
+def _unseen(space: Space, candidates: list[dict[str, ParamValue]], seen: SeenPoints) -> list[dict[str, ParamValue]]:
+    """``candidates`` without duplicates and without points already seen."""
+    return [c for c in {space.key(c): c for c in candidates}.values() if seen.is_new(c)]
 
 
 def _score(

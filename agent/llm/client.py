@@ -1,0 +1,115 @@
+"""The one protocol every model backend answers, and the JSON extraction they share.
+
+Backends differ in how they get text out of a model (an HTTP API, llama.cpp, transformers); what the
+rest of tunesmith needs is the same: the reply text, the JSON parsed from it when a schema was asked for,
+token counts for the budget, and the latency for the transcript. Whatever the backend, callers validate
+the parsed JSON again in Python: constrained decoding is not trusted alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+#: A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``.
+Message = Mapping[str, str]
+
+
+class LLMError(RuntimeError):
+    """A model call that failed for good (retries exhausted, server gone, unusable reply)."""
+
+    def __init__(self, message: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model reply.
+
+    Attributes:
+        text: the raw reply.
+        parsed: the JSON value parsed from ``text`` when a schema was given and parsing worked, else None.
+        parse_error: why ``parsed`` is None although a schema was given.
+        prompt_tokens, completion_tokens: as reported by the backend (estimated when it reports none).
+        latency_s: wall time of the call, retries included.
+        model: the model that answered.
+        attempts: requests made, 1 when the first one succeeded.
+        mode: how structure was requested: ``"json_schema"``, ``"json_object"``, ``"grammar"`` or ``"text"``.
+    """
+
+    text: str
+    parsed: Any
+    parse_error: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    model: str
+    attempts: int = 1
+    mode: str = "text"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """A chat model. ``complete`` raises :class:`LLMError` when no reply could be had at all."""
+
+    model: str
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any] | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+    ) -> Completion: ...
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+#: Prose is scanned for embedded JSON only this far, from this many starting brackets: a pathological
+#: reply (a megabyte of "{") must cost milliseconds, not minutes.
+_MAX_SCAN_CHARS = 65536
+_MAX_SCAN_STARTS = 64
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object or array in ``text``: bare, inside a ```json fence, or inside prose.
+
+    Raises:
+        ValueError: no JSON value could be found; the message says what was seen.
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("the reply is empty")
+    try:
+        return json.loads(stripped)
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    scanned = stripped[:_MAX_SCAN_CHARS]
+    for block in _FENCE.findall(scanned):
+        try:
+            return json.loads(block.strip())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+    decoder = json.JSONDecoder()
+    for i, match in enumerate(re.finditer(r"[\[{]", scanned)):
+        if i == _MAX_SCAN_STARTS:
+            break
+        try:
+            value, _ = decoder.raw_decode(scanned, match.start())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        return value
+    preview = stripped[:80] + ("..." if len(stripped) > 80 else "")
+    raise ValueError(f"no JSON object found in the reply ({len(stripped)} characters: {preview!r})")
+
+
+def estimate_tokens(text: str) -> int:
+    """A backend-free token estimate (about four characters a token), for budgets and prompt sizing."""
+    return max(1, (len(text) + 3) // 4)

