@@ -136,6 +136,8 @@ def _describe(section: str, model: type[_Section], error: Mapping[str, Any]) -> 
         return f"{key}: missing required key"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (allowed here: {', '.join(model.model_fields)})"
+    if error["type"] in ("model_type", "dict_type"):
+        return f"{key}: expected a table, got {error['input']!r}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{key}: {message}" + ("" if message.endswith(repr(error["input"])) else f", got {error['input']!r}")
 

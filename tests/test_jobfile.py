@@ -232,6 +232,29 @@ BROKEN = [
         [f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got 'genetic'"],
     ),
     (
+        "model spec not understood",
+        job_text('[proposer]\nmodel = "gpt-4o"\n'),
+        [
+            "proposer.model: model 'gpt-4o' is not understood; expected one of \"local\", "
+            '"gguf:/path/model.gguf", "openai:<model>", "http://host:port/v1#<model>", "hf:/path", "replay:<study>"'
+        ],
+    ),
+    (
+        "llm proposer without a model",
+        job_text('[proposer]\nkind = "llm"\n'),
+        ['proposer.model: the "llm" proposer needs a model, e.g. model = "local"'],
+    ),
+    (
+        "a price that is not a table",
+        job_text('[proposer]\nmodel = "openai:gpt-4o-mini"\nprices = { "gpt-4o-mini" = 0.5 }\n'),
+        ["proposer.prices.gpt-4o-mini: expected a table, got 0.5"],
+    ),
+    (
+        "a negative money budget",
+        job_text(budget="trials = 3\nusd = -1.0\n"),
+        ["budget.usd: Input should be greater than 0, got -1.0"],
+    ),
+    (
         "invalid TOML",
         '[study]\nname = "demo"\ndirection = \n',
         ["not valid TOML: Invalid value (at line 3, column 13)"],

@@ -24,24 +24,26 @@ MIXED_SPACE = Space(
 )
 
 
+def trials_at(space: Space, points: list[dict], values: list[float | None]) -> list[Trial]:
+    """Finished trials at ``points``; a None value makes a failed trial."""
+    return [
+        Trial(
+            number=i,
+            params=p,
+            state=TrialState.COMPLETE if v is not None else TrialState.FAILED,
+            proposer="test",
+            started_at=datetime.now(UTC),
+            value=v,
+            error=None if v is not None else "boom",
+        )
+        for i, (p, v) in enumerate(zip(points, values, strict=True))
+    ]
+
+
 def make_trials(space: Space, values: list[float | None], seed: int = 0) -> list[Trial]:
     """Finished trials at random points; a None value makes a failed trial."""
     rng = np.random.default_rng(seed)
-    trials = []
-    for i, value in enumerate(values):
-        params = space.decode(rng.random(space.n_dims))
-        trials.append(
-            Trial(
-                number=i,
-                params=params,
-                state=TrialState.COMPLETE if value is not None else TrialState.FAILED,
-                proposer="test",
-                started_at=datetime.now(UTC),
-                value=value,
-                error=None if value is not None else "boom",
-            )
-        )
-    return trials
+    return trials_at(space, [space.decode(rng.random(space.n_dims)) for _ in values], values)
 
 
 @pytest.fixture(params=CONTRACT_KINDS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -12,8 +11,7 @@ import pytest
 from agent import Categorical, Float, Int, Space, create_study
 from agent.proposers import StudyView
 from agent.proposers.bo import BOProposer, initial_design_size, training_data
-from agent.trial import Trial, TrialState
-from tests.proposers.conftest import MIXED_SPACE, make_trials
+from tests.proposers.conftest import MIXED_SPACE, make_trials, trials_at
 
 BRANIN_OPTIMUM = 0.397887
 
@@ -44,20 +42,6 @@ def test_a_batch_avoids_pending_points_and_itself() -> None:
     assert len(batch) == 4 and len(set(keys)) == 4
     assert not set(keys) & {MIXED_SPACE.key(p) for p in pending}
     assert all(p.rationale and "qLogNEI" in p.rationale for p in batch)
-
-
-def trials_at(space: Space, points: list[dict], values: list[float | None]) -> list[Trial]:
-    return [
-        Trial(
-            number=i,
-            params=p,
-            state=TrialState.COMPLETE if v is not None else TrialState.FAILED,
-            proposer="test",
-            started_at=datetime.now(UTC),
-            value=v,
-        )
-        for i, (p, v) in enumerate(zip(points, values, strict=True))
-    ]
 
 
 ROBUSTNESS = {

@@ -201,3 +201,23 @@ def test_the_bandit_favours_the_arm_that_improves() -> None:
     auto = AutoProposer(FixedProposer("bo"), FixedProposer("llm"), seed=1, zero_shot=4)
     picks = [p.proposer for p in auto.propose(view, 20, [])]
     assert picks.count("llm") >= 15
+
+
+def test_token_and_money_budgets_stop_the_study_cleanly(tmp_path) -> None:
+    from agent import Budget, create_study
+
+    reply = candidates({"x": 0.5, "n": 2, "c": "a"})
+    study = create_study(
+        "spend",
+        SPACE,
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        proposer="llm",
+        model=ScriptedClient([reply] * 50),
+        prices={"scripted": (1_000_000.0, 0.0)},  # $10 per 10-token call
+        seed=0,
+    )
+    summary = study.optimize(lambda p: p["x"], budget=Budget(trials=20, tokens=40))
+    assert summary.stopped_because == "token budget" and study.spend().tokens >= 40
+    assert study.spend().tokens == 45 and study.spend().usd == 30.0  # three 15-token calls at $10
+    assert study.optimize(lambda p: p["x"], budget=Budget(trials=20, usd=25.0)).stopped_because == "money budget"
+    assert not [t for t in study.trials if t.state.value == "running"]
