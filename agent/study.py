@@ -63,6 +63,8 @@ class Study:
         self._llm = llm
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
+        # Proposers keep state (a model's unused candidates, BO's last fit): one proposal at a time.
+        self._propose_lock = threading.Lock()
 
     @property
     def proposer(self) -> Proposer:
@@ -227,6 +229,10 @@ class Study:
         return trial
 
     def _propose(self) -> Proposal:
+        with self._propose_lock:
+            return self._propose_unlocked()
+
+    def _propose_unlocked(self) -> Proposal:
         trials = self.trials
         view = StudyView(
             self.space,
