@@ -157,7 +157,7 @@ class Study:
                 ``tools`` (e.g. :class:`tools.CommandEvaluator`). Failures mark the trial failed; the
                 study goes on.
             n_trials: trials to run in this call (all workers together); None for no such limit.
-            budget: study-wide trial total and this call's wall time.
+            budget: the study-wide trial, token and money totals, and this call's wall time.
             workers: trials evaluated at once, in threads of this process.
             callbacks: called as ``callback(study, trial)`` after each trial is recorded.
             requeue_interrupted: evaluate again the points of trials whose process died.

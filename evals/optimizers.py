@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -18,6 +18,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from agent.space import Categorical, Float, Int, ParamValue, Space
 from agent.study import Study, create_study
 from agent.trial import Trial
+from evals.model_stats import run_model_stats
 from evals.problems import Problem
 
 
@@ -48,13 +49,22 @@ class TunesmithOptimizer:
     the storage round trips a user pays for, not only the proposer's arithmetic.
     """
 
-    def __init__(self, kind: str, problem: Problem, seed: int, workdir: Path) -> None:
+    def __init__(self, kind: str, problem: Problem, seed: int, workdir: Path, model: str | None = None) -> None:
+        if model == "local":
+            # Fail here, where the harness probes each optimizer, if the model is not installed; nothing starts
+            # yet: the in-process server is started by the first proposal, once per worker process.
+            from agent.llm.local import bundled_model_path
+
+            bundled_model_path()
+        self._space = problem.space
+        self._model = model
         self._study: Study = create_study(
             f"{problem.name}-{kind}-{seed}",
             problem.space,
             direction="minimize",
             storage=f"sqlite:///{workdir}/bench.db",
             proposer=kind,
+            model=model,
             seed=seed,
         )
         self._trial: Trial | None = None
@@ -70,6 +80,12 @@ class TunesmithOptimizer:
     def fail(self, error: str) -> None:
         assert self._trial is not None
         self._study.tell(self._trial, state="failed", error=error)
+
+    def model_stats(self) -> dict[str, Any] | None:
+        """What the model did in this run (see :mod:`evals.model_stats`); None for a study without a model."""
+        if self._model is None:
+            return None
+        return run_model_stats(self._space, self._study.llm_calls, [t.proposer for t in self._study.trials])
 
     def close(self) -> None:
         # A pool worker runs many studies: stop each one's heartbeat before its file is deleted.
@@ -149,8 +165,31 @@ OPTIMIZERS: dict[str, tuple[str, Factory]] = {
     "tpe": ("optuna-tpe", lambda p, seed, _: OptunaOptimizer(optuna.samplers.TPESampler(seed=seed), p.space)),
     "gp": ("optuna-gp", lambda p, seed, _: OptunaOptimizer(optuna.samplers.GPSampler(seed=seed), p.space)),
     "randomsearch": ("randomsearch", lambda p, seed, _: RandomSearch(p.space, seed)),
+    # With the embedded model (SmolLM2-135M on an in-process llama.cpp server, half the CPUs (at most 4) as threads per
+    # worker process): run these with --jobs 1 on a small machine, so that workers do not share cores.
+    "auto-local": (
+        "tunesmith-auto-local",
+        lambda p, seed, workdir: TunesmithOptimizer("auto", p, seed, workdir, model="local"),
+    ),
+    "llm-local": (
+        "tunesmith-llm-local",
+        lambda p, seed, workdir: TunesmithOptimizer("llm", p, seed, workdir, model="local"),
+    ),
 }
 BASELINE = "randomsearch"
+
+#: Optimizers that call a model: their runs carry a model record, and they are not run unless asked for.
+MODEL_OPTIMIZERS = ("auto-local", "llm-local")
+
+#: What ``--optimizers`` defaults to: every optimizer that needs no model.
+DEFAULT_OPTIMIZERS = tuple(key for key in OPTIMIZERS if key not in MODEL_OPTIMIZERS)
+
+
+def local_model_threads() -> int:
+    """Threads the in-process llama.cpp server of one worker uses."""
+    from agent.llm.local import server_threads
+
+    return server_threads()
 
 
 def label(key: str) -> str:

@@ -91,7 +91,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(meta: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     """The whole report: how it was run, then per-suite tables, suggestion times and per-problem tables."""
-    lines = _header(meta, summary) + _suite_tables(summary) + _problem_tables(summary)
+    lines = _header(meta, summary) + _suite_tables(summary) + _model_table(summary) + _problem_tables(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -112,6 +112,16 @@ def _header(meta: Mapping[str, Any], summary: Mapping[str, Any]) -> list[str]:
         f"- optimizers: {', '.join(label(o) for o in meta['optimizers'])}",
     ]
     lines += [f"- skipped: {label(o)}: {why}" for o, why in meta["skipped"].items()]
+    if meta.get("model"):
+        model = meta["model"]
+        lines.append(
+            f"- model in the loop ({', '.join(label(o) for o in model['optimizers'])}): {model['name']} on an "
+            f"in-process llama.cpp server (xllamacpp {model['xllamacpp'] or 'not installed'}), one per worker "
+            f"process, started on first use, {model['threads']} thread(s), "
+            f"OMP_WAIT_POLICY={model.get('omp_wait_policy') or 'unset'}; with {meta['jobs']} worker(s) on "
+            f"{machine['cpu_count']} CPUs (use --jobs 1 on a 2-core machine, so that the model does not share "
+            "cores with another worker); model seconds are wall-clock and grow with the load average"
+        )
     return [
         *lines,
         "",
@@ -146,6 +156,87 @@ def _suite_tables(summary: Mapping[str, Any]) -> list[str]:
     lines += _table(["optimizer", "s/suggestion"], rows)
     ratio = "n/a" if summary["bo_over_gp"] is None else f"{summary['bo_over_gp']:.2f}x"
     return [*lines, "", f"tunesmith-bo / optuna-gp suggestion time: {ratio}"]
+
+
+def _pct(num: float, den: float) -> str:
+    return "n/a" if not den else f"{100 * num / den:.1f}% ({num:g}/{den:g})"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _model_table(summary: Mapping[str, Any]) -> list[str]:
+    """Calls, tokens, latency and valid-proposal rates of the optimizers that call a model (if any ran)."""
+    model = summary.get("model")
+    if not model:
+        return []
+    rows: list[tuple[str, Any]] = [
+        ("runs", lambda m: str(m["runs"])),
+        ("model", lambda m: str(m["model"])),
+        ("calls: propose / repair", lambda m: "{} / {}".format(*(m["calls_by_purpose"].get(p, 0) for p in _PURPOSES))),
+        ("failed calls (no reply) / parse errors", lambda m: f"{m['failed_calls']} / {m['parse_errors']}"),
+        ("propose replies that parsed", lambda m: _pct(m["propose_parsed"], m["propose_calls"])),
+        ("items per parsed propose reply", lambda m: _num(_div(m["items_before_repair"], m["propose_parsed"]))),
+        (
+            "valid-proposal rate before repair (pooled)",
+            lambda m: _pct(m["valid_before_repair"], m["items_before_repair"]),
+        ),
+        ("valid-proposal rate before repair (median run)", lambda m: _rate(m["median_run_valid_rate_before_repair"])),
+        ("valid candidates after repair", lambda m: str(m["valid_candidates"])),
+        ("repeated candidates (same as an earlier one)", lambda m: str(m["repeated_candidates"])),
+        ("trials by proposer", lambda m: ", ".join(f"{k} {v}" for k, v in sorted(m["trials_by_proposer"].items()))),
+        ("model time, total s", lambda m: f"{m['latency_s']:.1f}"),
+        ("s per ask, mean over all trials (model and BO)", lambda m: _num(m.get("mean_ask_s"))),
+        ("s per call: median / mean", lambda m: f"{_num(m['median_s_per_call'])} / {_num(m['s_per_call'])}"),
+        (
+            "s per valid candidate: pooled / median run",
+            lambda m: f"{_num(m['s_per_candidate'])} / {_num(m['median_run_s_per_candidate'])}",
+        ),
+        (
+            "tokens per call, median: prompt + completion",
+            lambda m: (
+                f"{_num(m['median_prompt_tokens_per_call'], 4)} + {_num(m['median_completion_tokens_per_call'], 4)}"
+            ),
+        ),
+        ("tokens per valid candidate", lambda m: _num(m["tokens_per_candidate"], 4)),
+        ("tokens, total: prompt / completion", lambda m: f"{m['prompt_tokens']} / {m['completion_tokens']}"),
+        ("completion tokens per model second", lambda m: _num(m["completion_tokens_per_s"])),
+    ]
+    optimizers = list(model)
+    reasons = []
+    for o, m in model.items():
+        if m.get("invalid_examples"):
+            examples = "; ".join(f"`{p}`" for p in m["invalid_examples"])
+            reasons += [
+                "",
+                f"Why items were invalid ({label(o)}, first {len(m['invalid_examples'])} distinct): {examples}",
+            ]
+    table = [[name, *(cell(model[o]) for o in optimizers)] for name, cell in rows]
+    return [
+        "",
+        "## Model in the loop",
+        "",
+        "Over all runs of each optimizer that calls a model. **Valid-proposal rate before repair**: over the "
+        "propose calls whose reply parsed as JSON, candidates valid for the space / all items in those replies. "
+        "**Valid candidates after repair** add the valid items of repair replies. Seconds and tokens per valid "
+        "candidate = model time or tokens / valid candidates after repair. Model time is the calls' latency, "
+        "and it is part of the optimizer's s/suggestion.",
+        "",
+        *_table(["", *(label(o) for o in optimizers)], table),
+        *reasons,
+    ]
+
+
+_PURPOSES = ("propose", "repair")
+
+
+def _div(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def _problem_tables(summary: Mapping[str, Any]) -> list[str]:

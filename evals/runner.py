@@ -2,7 +2,9 @@
 
 Workers are spawned (not forked) so that no thread pool or torch state leaks in from the parent, and each
 is limited to one thread: with ``--jobs`` workers on ``--jobs`` cores, more threads would only make
-methods that use torch (tunesmith-bo, optuna-gp) look slower or faster depending on contention.
+methods that use torch (tunesmith-bo, optuna-gp) look slower or faster depending on contention. The one
+exception is the local model of the ``*-local`` optimizers: its llama.cpp server (one per worker, started
+on first use) runs half the CPUs (at most 4) as threads of its own, so those optimizers are best run with ``--jobs 1``.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def run_job(job: Job) -> dict[str, Any]:
     Returns:
         a JSON-ready dict: the job's fields, per-trial ``values`` (None for failures), ``best_so_far``,
         ``ask_seconds`` (suggestion time), ``eval_seconds``, ``failures``, the first distinct ``errors``
-        and ``wall_seconds``.
+        and ``wall_seconds``; for an optimizer that calls a model, also ``llm`` (its calls, tokens, latency
+        and valid-proposal counts, see :func:`evals.model_stats.run_model_stats`).
     """
     problem = PROBLEMS[job.problem]
     values: list[float | None] = []
@@ -104,9 +107,11 @@ def run_job(job: Job) -> dict[str, Any]:
                 else:
                     optimizer.tell(outcome)
                     values.append(outcome)
+            model = getattr(optimizer, "model_stats", None)
+            model_record = model() if model is not None else None
         finally:
             optimizer.close()
-    return {
+    record = {
         "problem": job.problem,
         "optimizer": job.optimizer,
         "seed": job.seed,
@@ -118,3 +123,6 @@ def run_job(job: Job) -> dict[str, Any]:
         "errors": errors,
         "wall_seconds": time.perf_counter() - started,
     }
+    if model_record is not None:
+        record["llm"] = model_record
+    return record

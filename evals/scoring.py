@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from evals.model_stats import aggregate
 from evals.optimizers import BASELINE
 
 #: Suggestion time is reported over this many final trials, where methods that model the history are slowest.
@@ -114,7 +115,8 @@ def summarize(runs: Runs, meta: Mapping[str, Any]) -> dict[str, Any]:
         a JSON-ready dict: ``problems`` (per problem: optimum used, saturated checkpoints and, per
         optimizer, scores at each checkpoint, final best value, rank, failures, median times), ``suites``
         (per suite and optimizer: score at each checkpoint, mean rank, median suggestion time),
-        ``timing`` (median suggestion time per optimizer over all problems) and ``bo_over_gp``.
+        ``timing`` (median suggestion time per optimizer over all problems) and ``bo_over_gp``; and, only
+        when some runs called a model, ``model`` (per such optimizer, see :func:`evals.model_stats.aggregate`).
     """
     optimizers: list[str] = list(meta["optimizers"])
     checkpoints: list[int] = list(meta["checkpoints"])
@@ -136,7 +138,7 @@ def summarize(runs: Runs, meta: Mapping[str, Any]) -> dict[str, Any]:
 
     timing = {o: _median_last([r for r in runs if r["optimizer"] == o], "ask_seconds") for o in optimizers}
     bo, gp = timing.get("bo"), timing.get("gp")
-    return {
+    summary = {
         "checkpoints": checkpoints,
         "last_trials": LAST_TRIALS,
         "suites": suites,
@@ -144,6 +146,10 @@ def summarize(runs: Runs, meta: Mapping[str, Any]) -> dict[str, Any]:
         "bo_over_gp": bo / gp if bo is not None and gp else None,
         "problems": {name: s.summary(checkpoints) for name, s in scored.items()},
     }
+    model = aggregate([r for r in runs if r["optimizer"] in optimizers], optimizers)
+    if model:
+        summary["model"] = model
+    return summary
 
 
 def _suite_scores(members: list[_ProblemScores], optimizer: str, checkpoints: list[int]) -> dict[str, Any]:

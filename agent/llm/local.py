@@ -49,6 +49,15 @@ def model_name(model_path: Path | None) -> str:
     return "smollm2-135m-instruct" if model_path is None else Path(model_path).stem
 
 
+def server_threads() -> int:
+    """Threads of the local server: half the cores, at most 4.
+
+    llama.cpp's OpenMP threads busy-wait for each other; on a machine whose cores are also busy (parallel
+    workers, a training objective) one thread per core slowed generation 10-60x here, and calls timed out.
+    """
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def _start(model_path: Path, n_ctx: int, alias: str) -> Any:
     try:
         import xllamacpp
@@ -61,9 +70,7 @@ def _start(model_path: Path, n_ctx: int, alias: str) -> Any:
     params.n_parallel = 1
     params.hostnames = ["127.0.0.1"]  # never reachable from another machine
     params.port = 0  # a free port
-    # Half the cores: llama.cpp's threads spin while they wait for each other, so on a busy machine one
-    # thread per spare core is much faster than one per core (measured: 2 threads on 2 busy cores timed out).
-    threads = max(1, min(4, (os.cpu_count() or 2) // 2))
+    threads = server_threads()
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.sampling.seed = 0  # the same prompt gets the same reply: runs are reproducible
