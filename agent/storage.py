@@ -280,6 +280,12 @@ class Storage:
             study_id = key[0]
         return StudyRecord(study_id, name, direction, metric, space, settings, created)
 
+    def update_settings(self, study_id: int, settings: dict[str, Any]) -> StudyRecord:
+        with self._write() as conn:
+            conn.execute(sa.update(_studies).where(_studies.c.id == study_id).values(settings=json.dumps(settings)))
+            row = conn.execute(sa.select(_studies).where(_studies.c.id == study_id)).one()
+        return _study_from_row(row)
+
     def get_study(self, name: str) -> StudyRecord | None:
         with self._write() as conn:
             row = conn.execute(sa.select(_studies).where(_studies.c.name == name)).first()

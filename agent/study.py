@@ -425,6 +425,9 @@ def create_study(
 ) -> Study:
     """Create a study (or, with ``load_if_exists``, open the one of that name if it matches).
 
+    An existing study must have the same space, direction and metric; its search settings (proposer, model,
+    seed, context, prices) are updated to the ones given, so a resumed job uses what its job file says now.
+
     Args:
         name: unique within the storage.
         space: what to search.
@@ -466,7 +469,6 @@ def create_study(
                 "or load_if_exists=True"
             )
         _check_same(existing, space, direction, metric)
-        return Study(db, existing, llm=llm)
     settings = {
         "proposer": proposer,
         "seed": seed,
@@ -475,6 +477,11 @@ def create_study(
         "api_key_env": api_key_env,
         "prices": {k: list(v) for k, v in (prices or {}).items()},
     }
+    if existing is not None:
+        # How to search may change between runs (a new model, another proposer); what is searched may not.
+        if existing.settings != settings:
+            existing = db.update_settings(existing.id, settings)
+        return Study(db, existing, llm=llm)
     return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings), llm=llm)
 
 

@@ -126,6 +126,9 @@ def test_create_and_load_errors(url: str) -> None:
     with pytest.raises(ValueError, match="different space"):
         create_study("s", Space(x=Float(0, 1)), storage=url, load_if_exists=True)
     assert create_study("s", SPACE, storage=url, load_if_exists=True).name == "s"
+    resumed = create_study("s", SPACE, storage=url, load_if_exists=True, proposer="bo", seed=4, context="new")
+    assert (resumed.proposer_kind, resumed.seed, resumed.context) == ("bo", 4, "new")
+    assert load_study("s", url).proposer_kind == "bo"
     with pytest.raises(StorageError, match=r"no study named 'nope' .*studies there: s"):
         load_study("nope", url)
     with pytest.raises(ValueError, match="direction must be"):
