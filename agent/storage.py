@@ -121,6 +121,21 @@ _queue = sa.Table(
 )
 
 
+#: Fields of :class:`LLMCallRecord` stored as they are (the others are JSON or set by storage).
+_PLAIN_CALL_COLUMNS = (
+    "purpose",
+    "model",
+    "reply",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "usd",
+    "latency_s",
+    "attempts",
+    "mode",
+)
+
+
 class StorageError(RuntimeError):
     """The storage cannot be used as asked (wrong URL, newer schema, unknown study...)."""
 
@@ -432,18 +447,9 @@ class Storage:
                 sa.insert(_llm_calls).values(
                     study_id=study_id,
                     created_at=_now(),
-                    purpose=call.purpose,
-                    model=call.model,
                     messages=json.dumps(call.messages),
-                    reply=call.reply,
                     parsed=None if call.parsed is None else json.dumps(call.parsed),
-                    error=call.error,
-                    prompt_tokens=call.prompt_tokens,
-                    completion_tokens=call.completion_tokens,
-                    usd=call.usd,
-                    latency_s=call.latency_s,
-                    attempts=call.attempts,
-                    mode=call.mode,
+                    **{name: getattr(call, name) for name in _PLAIN_CALL_COLUMNS},
                 )
             )
             key = result.inserted_primary_key
@@ -466,21 +472,12 @@ class Storage:
             produced.setdefault(call_id, []).append(number)
         return [
             LLMCallRecord(
-                purpose=r.purpose,
-                model=r.model,
                 messages=json.loads(r.messages),
-                reply=r.reply,
                 parsed=None if r.parsed is None else json.loads(r.parsed),
-                error=r.error,
-                prompt_tokens=r.prompt_tokens,
-                completion_tokens=r.completion_tokens,
-                usd=r.usd,
-                latency_s=r.latency_s,
-                attempts=r.attempts,
-                mode=r.mode,
                 id=r.id,
                 created_at=r.created_at,
                 trial_numbers=tuple(sorted(produced.get(r.id, []))),
+                **{name: getattr(r, name) for name in _PLAIN_CALL_COLUMNS},
             )
             for r in rows
         ]
