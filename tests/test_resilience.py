@@ -149,3 +149,31 @@ def test_running_trials_of_a_live_worker_are_never_touched(tmp_path: Path) -> No
     assert worker.wait(timeout=60) == 0
     [trial] = load_study("live", url).trials
     assert trial.state is TrialState.COMPLETE
+
+
+def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: Path) -> None:
+    job = JOB.format(python=sys.executable, trials=4).replace("seed = 1\n", "seed = 1\nrequeue_interrupted = true\n")
+    (tmp_path / "job.toml").write_text(job)
+    (tmp_path / "objective.py").write_text(OBJECTIVE.replace("time.sleep(0.15)", "time.sleep(1.0)"))
+    db = tmp_path / "study.db"
+    run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
+
+    def running_after_one_complete() -> bool:
+        if count_complete(db) < 1:
+            return False
+        with sqlite3.connect(db, timeout=30) as conn:
+            return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0] == 1
+
+    first = subprocess.Popen(run, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(running_after_one_complete)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+
+    trials = load_study("crash", f"sqlite:///{db}").trials
+    [interrupted] = [t for t in trials if t.error == INTERRUPTED]
+    again = [t for t in trials if t.number > interrupted.number and t.params == interrupted.params]
+    assert len(again) == 1 and again[0].state is TrialState.COMPLETE
+    assert again[0].proposer == interrupted.proposer
+    assert len([t for t in trials if t.error != INTERRUPTED]) == 4
