@@ -214,7 +214,10 @@ class OpenAIClient:
     ) -> dict[str, Any]:
         """The keyword arguments of ``chat.completions.create`` for ``mode``."""
         msgs = [dict(m) for m in messages]
-        request: dict[str, Any] = {"model": self.model, "temperature": temperature, "max_tokens": max_tokens}
+        # OpenAI itself replaced max_tokens by max_completion_tokens (its reasoning models refuse the old name);
+        # other servers (vLLM, llama.cpp, Ollama...) know max_tokens.
+        limit = "max_completion_tokens" if _is_official(self.base_url) else "max_tokens"
+        request: dict[str, Any] = {"model": self.model, "temperature": temperature, limit: max_tokens}
         if schema is not None and mode == "json_schema":
             request["response_format"] = {
                 "type": "json_schema",

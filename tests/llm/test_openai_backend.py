@@ -531,3 +531,12 @@ def test_retry_after_as_http_date_is_honoured(misbehaving_server: MisbehavingSer
     elapsed = time.monotonic() - started
     assert reply.attempts == 2
     assert expected - 0.1 <= elapsed < 2
+
+
+def test_the_token_limit_is_named_as_each_server_expects() -> None:
+    official = OpenAIClient("gpt-4o-mini", api_key="sk-test")
+    other = OpenAIClient("qwen", base_url="http://127.0.0.1:9/v1")
+    messages = [{"role": "user", "content": "hi"}]
+    assert official._request(messages, None, "text", 0.7, 99)["max_completion_tokens"] == 99
+    assert "max_completion_tokens" not in other._request(messages, None, "text", 0.7, 99)
+    assert other._request(messages, None, "text", 0.7, 99)["max_tokens"] == 99
