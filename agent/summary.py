@@ -9,21 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from agent.proposers.base import StudyView
 from agent.study import Study
-from agent.trial import Trial, TrialState
-
-
-def improvements_by_proposer(trials: list[Trial], direction: str) -> Counter[str]:
-    """How many times each proposer's trial beat the incumbent of its time (in order of finishing)."""
-    best: float | None = None
-    counts: Counter[str] = Counter()
-    finished = [t for t in trials if t.state is TrialState.COMPLETE and t.value is not None]
-    for trial in sorted(finished, key=lambda t: t.finished_at or t.started_at):
-        assert trial.value is not None
-        if best is None or (trial.value > best if direction == "maximize" else trial.value < best):
-            best = trial.value
-            counts[trial.proposer] += 1
-    return counts
+from agent.trial import TrialState
 
 
 def summarize(study: Study) -> dict[str, Any]:
@@ -31,18 +19,17 @@ def summarize(study: Study) -> dict[str, Any]:
     trials = study.trials
     states = Counter(t.state.value for t in trials)
     proposers = Counter(t.proposer for t in trials)
-    improved = improvements_by_proposer(trials, study.direction)
+    view = StudyView(study.space, study.direction, trials)  # one read of the trials serves every figure
+    improved = view.improvements()
+    incumbent = view.incumbent()
     best = None
-    try:
-        bt = study.best_trial
+    if incumbent is not None:
         best = {
-            "number": bt.number,
-            "value": bt.value,
-            "params": dict(bt.params),
-            "metrics": dict(bt.metrics),
+            "number": incumbent.number,
+            "value": incumbent.value,
+            "params": dict(incumbent.params),
+            "metrics": dict(incumbent.metrics),
         }
-    except ValueError:
-        pass
     spend = study.spend()
     return {
         "name": study.name,
@@ -61,5 +48,7 @@ def summarize(study: Study) -> dict[str, Any]:
         "trials": len(trials),
         "states": {s.value: states.get(s.value, 0) for s in TrialState},
         "best": best,
-        "proposers": {name: {"trials": n, "improvements": improved.get(name, 0)} for name, n in proposers.items()},
+        "proposers": {
+            name: {"trials": n, "improvements": improved.get(name, (0, 0))[0]} for name, n in proposers.items()
+        },
     }

@@ -20,23 +20,13 @@ import numpy as np
 
 from agent.proposers.base import Proposer, StudyView
 from agent.space import ParamValue
-from agent.trial import Proposal, TrialState
+from agent.trial import Proposal
 
 
 def improvement_counts(view: StudyView, arms: Sequence[str]) -> dict[str, tuple[int, int]]:
     """Per arm: (trials that improved the incumbent of their time, trials that did not)."""
-    counts = {arm: [0, 0] for arm in arms}
-    best: float | None = None
-    sign = 1.0 if view.direction == "maximize" else -1.0
-    for trial in sorted(view.trials, key=lambda t: t.finished_at or t.started_at):
-        improved = False
-        if trial.state is TrialState.COMPLETE and trial.value is not None:
-            improved = best is None or sign * trial.value > sign * best
-            if improved:
-                best = trial.value
-        if trial.proposer in counts:
-            counts[trial.proposer][0 if improved else 1] += 1
-    return {arm: (s, f) for arm, (s, f) in counts.items()}
+    counts = view.improvements()
+    return {arm: counts.get(arm, (0, 0)) for arm in arms}
 
 
 class AutoProposer:

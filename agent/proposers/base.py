@@ -47,6 +47,23 @@ class StudyView:
         pick = max if self.direction == "maximize" else min
         return pick(completed, key=lambda t: t.value if t.value is not None else 0.0)
 
+    def improvements(self) -> dict[str, tuple[int, int]]:
+        """Per proposer: (trials that beat the incumbent of their time, trials that did not), in finishing order.
+
+        The one definition of "contributed" that ``status`` reports and the ``auto`` bandit rewards.
+        """
+        counts: dict[str, list[int]] = {}
+        best: float | None = None
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        for trial in sorted(self.trials, key=lambda t: t.finished_at or t.started_at):
+            improved = False
+            if trial.state is TrialState.COMPLETE and trial.value is not None:
+                improved = best is None or sign * trial.value > sign * best
+                if improved:
+                    best = trial.value
+            counts.setdefault(trial.proposer, [0, 0])[0 if improved else 1] += 1
+        return {name: (wins, misses) for name, (wins, misses) in counts.items()}
+
     def text_values(self) -> dict[str, str]:
         """Text and Code values numeric proposers carry along: the incumbent's, else the defaults."""
         best = self.incumbent()
