@@ -15,6 +15,15 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Budget": "agent.budget",
+    "BudgetExhausted": "agent.errors",
+    "ConfigError": "agent.errors",
+    "TunesmithError": "agent.errors",
+    "Executor": "agent.executors",
+    "RunSummary": "agent.loop",
+    "StopReason": "agent.loop",
+    "InMemoryStorage": "agent.storage",
+    "SQLStorage": "agent.storage",
+    "open_storage": "agent.storage",
     "Categorical": "agent.space",
     "Code": "agent.space",
     "Float": "agent.space",
@@ -25,7 +34,6 @@ _EXPORTS = {
     "Text": "agent.space",
     "Storage": "agent.storage",
     "StorageError": "agent.storage",
-    "RunSummary": "agent.study",
     "Study": "agent.study",
     "create_study": "agent.study",
     "load_study": "agent.study",
@@ -36,31 +44,42 @@ _EXPORTS = {
 
 __all__ = [
     "Budget",
+    "BudgetExhausted",
     "Categorical",
     "Code",
+    "ConfigError",
+    "Executor",
     "Float",
+    "InMemoryStorage",
     "Int",
     "InvalidCandidate",
     "Proposal",
     "RunSummary",
+    "SQLStorage",
     "Space",
     "SpaceError",
+    "StopReason",
     "Storage",
     "StorageError",
     "Study",
     "Text",
     "Trial",
     "TrialState",
+    "TunesmithError",
     "__version__",
     "create_study",
     "load_study",
+    "open_storage",
 ]
 
 if TYPE_CHECKING:
     from agent.budget import Budget
+    from agent.errors import BudgetExhausted, ConfigError, TunesmithError
+    from agent.executors import Executor
+    from agent.loop import RunSummary, StopReason
     from agent.space import Categorical, Code, Float, Int, InvalidCandidate, Space, SpaceError, Text
-    from agent.storage import Storage, StorageError
-    from agent.study import RunSummary, Study, create_study, load_study
+    from agent.storage import InMemoryStorage, SQLStorage, Storage, StorageError, open_storage
+    from agent.study import Study, create_study, load_study
     from agent.trial import Proposal, Trial, TrialState
 
 

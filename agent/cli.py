@@ -1,4 +1,4 @@
-"""The ``tunesmith`` command: run, status, best.
+"""The ``tunesmith`` command: run, status, best, storage upgrade.
 
 Heavy modules (SQLAlchemy, rich, numpy, torch) are imported inside the commands, so ``tunesmith --help``
 and ``--version`` answer at once.
@@ -48,12 +48,19 @@ def _parser() -> argparse.ArgumentParser:
     best = commands.add_parser("best", help="the best trial of a study, as JSON")
     best.add_argument("name", help="the study name")
     best.add_argument("--storage", default=None, help="database URL (default: sqlite:///tunesmith.db)")
+
+    storage = commands.add_parser("storage", help="manage a storage: upgrade its schema")
+    storage_commands = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
+    upgrade = storage_commands.add_parser(
+        "upgrade", help="bring a database to this release's schema (SQLite files are copied first)"
+    )
+    upgrade.add_argument("url", help="database URL, e.g. sqlite:///tunesmith.db or postgresql://host/db")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"run": _cmd_run, "status": _cmd_status, "best": _cmd_best}[args.command]
+    handler = {"run": _cmd_run, "status": _cmd_status, "best": _cmd_best, "storage": _cmd_storage}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -150,6 +157,9 @@ def _run_with_progress(job: Job, study: Study) -> int:
     from agent.budget import BudgetAccount
     from agent.trial import Trial
 
+    def budgeted() -> int:  # from the study's cache: no extra query per trial
+        return sum(not t.interrupted for t in study.trials)
+
     budget = job.budget
     account = BudgetAccount(budget)
     progress = Progress(
@@ -176,7 +186,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
     task = progress.add_task(
         study.name,
         total=budget.trials,
-        completed=study.storage.count_budgeted_trials(study.id),
+        completed=budgeted(),
         best=best_text(),
         remaining=remaining_text(),
     )
@@ -184,7 +194,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
     def on_trial(_: Study, trial: Trial) -> None:
         progress.update(
             task,
-            completed=study.storage.count_budgeted_trials(study.id),
+            completed=budgeted(),
             best=best_text(),
             remaining=remaining_text(),
         )
@@ -210,7 +220,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
 
 # status / best --------------------------------------------------------------------------------------------
 def _cmd_status(args: argparse.Namespace) -> int:
-    from agent.storage import DEFAULT_STORAGE, Storage, StorageError
+    from agent.storage import DEFAULT_STORAGE, StorageError, open_storage
     from agent.study import Study
     from agent.summary import summarize
 
@@ -218,7 +228,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         studies = [_open_study(args.name, args.storage)]
     else:
         try:
-            storage = Storage(args.storage or DEFAULT_STORAGE, create=False)
+            storage = open_storage(args.storage or DEFAULT_STORAGE, create=False)
         except StorageError as exc:
             _fail(str(exc))
         studies = [Study(storage, record) for record in storage.list_studies()]
@@ -254,6 +264,18 @@ def _cmd_best(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+def _cmd_storage(args: argparse.Namespace) -> int:
+    from agent.storage import SQLStorage, StorageError
+    from agent.storage.migrate import HEAD
+
+    try:
+        SQLStorage(args.url, create=False).close()  # opening upgrades, after a backup copy of a SQLite file
+    except StorageError as exc:
+        _fail(str(exc))
+    print(f"{args.url} is at schema {HEAD}")
     return 0
 
 

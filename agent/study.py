@@ -1,8 +1,9 @@
-"""Studies: the optimization loop and the ask/tell surface around it.
+"""Studies: the ask/tell surface, and ``optimize``, which hands the loop to :mod:`agent.loop`.
 
-The loop is :meth:`Study.optimize`: PROPOSE and VALIDATE (:meth:`Study.ask`), EVALUATE (an evaluator
-from ``tools/``), RECORD (:meth:`Study.tell`). Everything durable goes through :mod:`agent.storage`, so
-any number of threads and processes may work on one study.
+``ask`` is the PROPOSE and VALIDATE stages, ending with the candidate *reserved* (stored as a running
+trial) before anyone evaluates it; ``tell`` is the RECORD stage. Everything durable goes through a
+:class:`~agent.storage.Storage`, so any number of threads and processes may work on one study; what this
+process knows of the study is a :class:`~agent.cache.TrialCache`, refreshed incrementally.
 """
 
 from __future__ import annotations
@@ -10,25 +11,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from agent.budget import Budget, BudgetAccount
+import numpy as np
+
+from agent.budget import Budget
+from agent.cache import TrialCache
+from agent.executors import Executor, make_executor
 from agent.llm import LLMClient, check_model_spec, is_local_spec
 from agent.llm.pricing import cost_usd
+from agent.loop import Callback, Coordinator, RunSummary
 from agent.proposers import PROPOSER_KINDS, Proposer, RandomProposer, StudyView, make_proposer
 from agent.proposers.base import Direction
 from agent.space import ParamValue, Space
 from agent.storage import (
     DEFAULT_STORAGE,
     LLMCallRecord,
+    ProposalConflict,
     Spend,
     Storage,
     StorageError,
+    StudyExists,
     StudyRecord,
-    TrialBudgetReached,
+    open_storage,
 )
-from agent.trial import INTERRUPTED, Proposal, Trial, TrialState
+from agent.trial import Proposal, Trial, TrialState
 from agent.worker import WorkerLease
 from tools.evaluation import Evaluation, Evaluator, ObjectiveOutputError, read_outcome
 from tools.function import FunctionEvaluator
@@ -36,18 +45,15 @@ from tools.function import FunctionEvaluator
 if TYPE_CHECKING:
     import pandas
 
+    from agent.storage.base import Clash
+
 log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
-Callback = Callable[["Study", Trial], None]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What one :meth:`Study.optimize` call did and why it stopped."""
-
-    trials_run: int
-    stopped_because: str
+#: Reservations tried before a proposal is stored even though a concurrent trial came close to it.
+_RESERVE_ATTEMPTS = 4
+#: Two points closer than this in every unit-cube coordinate are the same point to a concurrent worker.
+_NEAR = 1e-3
 
 
 class Study:
@@ -61,22 +67,37 @@ class Study:
         self.space = Space.from_dict(record.space)
         self._proposer = proposer
         self._llm = llm
+        self._cache = TrialCache(storage, record.id, self.space)
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
+        # One reservation at a time in this process: a proposal is stored before the next is made.
+        self._reserve_lock = threading.Lock()
         # Proposers keep state (a model's unused candidates, BO's last fit): one proposal at a time.
         self._propose_lock = threading.Lock()
+        self._prepared: Future[tuple[Proposal, int]] | None = None
+        #: Prepare the next proposal in the background after each reservation (``optimize`` sets it).
+        self.prefetch = False
 
     @property
     def proposer(self) -> Proposer:
-        """The proposer, built on first use: reading a study (``status``) never starts a model."""
+        """The proposer, built on first use: reading a study (``status``) never starts a model.
+
+        A model that cannot be started (a missing package or key, a client object not passed again)
+        leaves the study with its model-free partner, BO, and a warning saying why.
+        """
         if self._proposer is None:
             llm = self._llm
             spec = self._record.settings.get("model")
-            if llm is None and spec and self.proposer_kind in ("auto", "llm"):
-                from agent.llm import make_client
+            kind = self.proposer_kind
+            if llm is None and spec and kind in ("auto", "llm"):
+                try:
+                    from agent.llm import make_client
 
-                llm = make_client(spec, self._storage, self._record.settings.get("api_key_env"))
-            self._proposer = make_proposer(self.proposer_kind, self.seed, llm, self._record_call, self.metric)
+                    llm = make_client(spec, self._storage, self._record.settings.get("api_key_env"))
+                except Exception as exc:
+                    log.warning("the model %r cannot be used (%s); proposing with BO instead", spec, exc)
+                    kind = "bo"
+            self._proposer = make_proposer(kind, self.seed, llm, self._record_call, self.metric)
         return self._proposer
 
     def _record_call(self, call: LLMCallRecord) -> int:
@@ -149,106 +170,148 @@ class Study:
         workers: int = 1,
         callbacks: Sequence[Callback] = (),
         requeue_interrupted: bool = False,
+        executor: str | Executor | None = None,
+        prefetch: bool | None = None,
     ) -> RunSummary:
         """Run the loop until ``n_trials`` trials ran in this call or the budget is spent.
 
         Args:
             objective: ``f(params) -> float | dict`` (or ``f(params, trial)``), or an evaluator from
                 ``tools`` (e.g. :class:`tools.CommandEvaluator`). Failures mark the trial failed; the
-                study goes on.
+                study goes on. An evaluator that *raises* stops the run: its trial is marked failed, the
+                other running trials finish, and the error is raised here.
             n_trials: trials to run in this call (all workers together); None for no such limit.
             budget: the study-wide trial, token and money totals, and this call's wall time.
-            workers: trials evaluated at once, in threads of this process.
+            workers: trials evaluated at once.
             callbacks: called as ``callback(study, trial)`` after each trial is recorded.
             requeue_interrupted: evaluate again the points of trials whose process died.
+            executor: where evaluations run: ``"inline"`` (this thread; the default for one worker),
+                ``"threads"`` (the default for several), ``"processes"`` (spawned workers, for objectives
+                that hold the GIL; the objective must be importable), or an :class:`~agent.executors.Executor`.
+            prefetch: prepare the next proposal while trials run, so a model's latency overlaps evaluation.
+                By default on with several workers or a model; off for a sequential model-free run, where
+                the next proposal is better made once the running trial's result is known.
+
+        Raises:
+            KeyboardInterrupt: after every running trial of this call was marked interrupted and every
+                process it started was killed.
         """
         if n_trials is None and (budget is None or (budget.trials is None and budget.wall_time is None)):
             raise ValueError("optimize needs n_trials or a Budget with trials or wall_time, or it would never stop")
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+        if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+            raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
         evaluator: Evaluator = objective if hasattr(objective, "evaluate") else FunctionEvaluator(objective)
-        account = BudgetAccount(budget)
+        runner = make_executor(executor or ("threads" if workers > 1 else "inline"), workers)
         self.recover_interrupted(requeue=requeue_interrupted)
-        slots = _Slots(n_trials)
-        stop = threading.Event()
-        reasons: list[str] = []
-        ran: list[Trial] = []
-
-        def work() -> None:
-            while not stop.is_set():
-                reason = account.exhausted(self.spend() if account.counts_spend else None) or slots.take()
-                if reason:
-                    reasons.append(reason)
-                    return
-                try:
-                    trial = self.ask(max_trials=account.budget.trials)
-                except TrialBudgetReached:
-                    reasons.append("trial budget")
-                    return
-                finished = self._evaluate_and_tell(evaluator, trial)
-                ran.append(finished)
-                for callback in callbacks:
-                    callback(self, finished)
-
-        if workers == 1:
-            work()
-        else:
-            threads = [threading.Thread(target=work, name=f"tunesmith-worker-{i}") for i in range(workers)]
-            for thread in threads:
-                thread.start()
-            try:
-                for thread in threads:
-                    thread.join()
-            except BaseException:
-                stop.set()
-                raise
-        return RunSummary(len(ran), reasons[0] if reasons else "stopped")
-
-    def _evaluate_and_tell(self, evaluator: Evaluator, trial: Trial) -> Trial:
+        self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
         try:
-            evaluation = evaluator.evaluate(trial.params, trial)
-        except BaseException:
-            # Ctrl-C or a bug in an evaluator: the trial produced nothing; say so before leaving.
-            self.tell(trial, state=TrialState.FAILED, error=INTERRUPTED)
-            raise
-        return self.tell(trial, evaluation)
+            return Coordinator(self, evaluator, runner, n_trials, budget, callbacks).run()
+        finally:
+            self.prefetch = False
+            self._prepared = None
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None) -> Trial:
-        """Start a trial: an enqueued point if any, else the proposer's next candidate.
+        """Start a trial: an enqueued point if any, else the proposer's next candidate, stored as running.
+
+        The candidate is reserved (stored) before it is returned. If another process started a trial at
+        (nearly) the same point since the proposal was made, the proposer is asked again with that trial
+        as a pending point.
 
         Raises:
             TrialBudgetReached: the study already holds ``max_trials`` trials.
         """
         worker_id = self._worker_id()
-        trial = self._storage.start_trial(self._record.id, worker_id, None, max_trials)
-        if trial is not None:
+        with self._reserve_lock:
+            self._cache.refresh()
+            trial = None
+            if self._cache.queued:
+                trial = self._storage.start_trial(self.id, worker_id, None, max_trials)
+            if trial is None:
+                trial = self._reserve_proposal(worker_id, max_trials)
+            self._cache.put(trial)
+            if self.prefetch:
+                self._prepare_next()
             return trial
-        trial = self._storage.start_trial(self._record.id, worker_id, self._propose(), max_trials)
-        assert trial is not None
-        return trial
 
-    def _propose(self) -> Proposal:
-        with self._propose_lock:
-            return self._propose_unlocked()
+    def _reserve_proposal(self, worker_id: str, max_trials: int | None) -> Trial:
+        prepared, self._prepared = self._prepared, None
+        for attempt in range(1, _RESERVE_ATTEMPTS + 1):
+            proposal, first_unseen = self._take(prepared) if prepared is not None else self._propose()
+            prepared = None
+            clash = self._clash(proposal.params) if attempt < _RESERVE_ATTEMPTS else None
+            try:
+                trial = self._storage.start_trial(self.id, worker_id, proposal, max_trials, first_unseen, clash)
+            except ProposalConflict:
+                log.debug("proposal %s clashed with a concurrent trial; proposing again", dict(proposal.params))
+                self._cache.refresh()
+                continue
+            assert trial is not None
+            return trial
+        raise AssertionError("unreachable: the last attempt does not check for clashes")
 
-    def _propose_unlocked(self) -> Proposal:
-        trials = self.trials
-        view = StudyView(
-            self.space,
-            self.direction,
-            [t for t in trials if t.state.is_finished],
-            seed=self.seed,
-            context=self.context,
-        )
-        pending = [t.params for t in trials if t.state is TrialState.RUNNING]
+    def _take(self, prepared: Future[tuple[Proposal, int]]) -> tuple[Proposal, int]:
         try:
-            proposal = self.proposer.propose(view, 1, pending)[0]
-            return replace(proposal, params=self.space.validate(proposal.params))
-        except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
-            log.warning("proposer %r failed (%s); using a random candidate instead", self.proposer.name, exc)
-            fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
-            return Proposal(fallback.params, fallback.proposer, f"fallback: {self.proposer.name} failed ({exc})")
+            return prepared.result()
+        except Exception as exc:  # the background proposal failed: make one now
+            log.debug("the prepared proposal failed (%s); proposing now", exc)
+            return self._propose()
+
+    def _prepare_next(self) -> None:
+        future: Future[tuple[Proposal, int]] = Future()
+
+        def prepare() -> None:
+            try:
+                future.set_result(self._propose())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=prepare, name=f"tunesmith-propose-{self.name}", daemon=True).start()
+        self._prepared = future
+
+    def _propose(self) -> tuple[Proposal, int]:
+        """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the first unseen number."""
+        with self._propose_lock:
+            first_unseen = self._cache.next_number()
+            view = StudyView(
+                self.space,
+                self.direction,
+                self._cache.finished(),
+                seed=self.seed,
+                context=self.context,
+                known_keys=self._cache.keys(),
+            )
+            pending = [t.params for t in self._cache.running()]
+            try:
+                proposer = self.proposer
+                proposal = proposer.propose(view, 1, pending)[0]
+                return replace(proposal, params=self.space.validate(proposal.params)), first_unseen
+            except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
+                name = getattr(self._proposer, "name", self.proposer_kind)
+                log.warning("proposer %r failed (%s); using a random candidate instead", name, exc)
+                fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
+                return Proposal(fallback.params, fallback.proposer, f"fallback: {name} failed ({exc})"), first_unseen
+
+    def _clash(self, params: Mapping[str, ParamValue]) -> Clash:
+        """Whether a concurrent trial's point is this one (same identity, or within :data:`_NEAR`)."""
+        space = self.space
+        key = space.key(params)
+        point = space.encode(params) if space.n_dims else None
+        texts = {name: params[name] for name, _ in space.text_items()}
+
+        def clash(other: Mapping[str, ParamValue]) -> bool:
+            try:
+                if space.key(other) == key:
+                    return True
+                if point is None or any(other[name] != value for name, value in texts.items()):
+                    return False
+                return bool(np.max(np.abs(space.encode(other) - point)) < _NEAR)
+            except (KeyError, TypeError, ValueError):  # a point from before the space changed
+                return False
+
+        return clash
 
     def tell(
         self,
@@ -258,6 +321,7 @@ class Study:
         state: TrialState | str = TrialState.COMPLETE,
         error: str | None = None,
         feedback: str | None = None,
+        interrupted: bool = False,
     ) -> Trial:
         """Record a trial's outcome.
 
@@ -267,6 +331,8 @@ class Study:
             state: ``"complete"`` (default), ``"failed"`` or ``"pruned"``.
             error: why it failed.
             feedback: what the evaluation printed, kept for the user and the model.
+            interrupted: the trial was stopped before it produced anything (it does not count against
+                the trial budget).
 
         A value that is not a finite number (NaN, inf, a string, a dict without the target) marks the
         trial failed with the reason, instead of raising: one bad evaluation must not end a study.
@@ -289,7 +355,11 @@ class Study:
                 state, error = TrialState.FAILED, str(exc)
         elif state is TrialState.RUNNING:
             raise ValueError("tell needs a finished state: complete, failed or pruned")
-        return self._storage.finish_trial(self._record.id, number, state, result, metrics, error, feedback)
+        finished = self._storage.finish_trial(
+            self.id, number, state, result, metrics, error, feedback, interrupted=interrupted
+        )
+        self._cache.put(finished)
+        return finished
 
     def enqueue(self, params: Mapping[str, ParamValue]) -> None:
         """Evaluate ``params`` before anything the proposer suggests (e.g. a known good default).
@@ -300,21 +370,47 @@ class Study:
             InvalidCandidate: ``params`` does not fit the space; every problem is listed.
         """
         candidate = {**self.space.defaults(), **params}
-        self._storage.enqueue(self._record.id, self.space.validate(candidate))
+        self._storage.enqueue(self.id, self.space.validate(candidate))
+
+    def report(self, trial: Trial | int, step: int, value: float) -> None:
+        """Store an intermediate value of a running trial (for pruning and learning curves)."""
+        self._storage.report(self.id, trial if isinstance(trial, int) else trial.number, step, value)
+
+    def set_user_attr(self, trial: Trial | int, key: str, value: Any) -> None:
+        """Attach a JSON value to a trial."""
+        self._storage.set_user_attr(self.id, trial if isinstance(trial, int) else trial.number, key, value)
+
+    def add_artifact(self, trial: Trial | int, name: str, content: bytes | str, media_type: str = "text/plain") -> str:
+        """Store ``content`` (once, however many trials share it) and name it on a trial; returns its digest."""
+        digest = self._storage.put_artifact(content, media_type)
+        self._storage.attach_artifact(self.id, trial if isinstance(trial, int) else trial.number, name, digest)
+        return digest
+
+    def artifact(self, trial: Trial | int, name: str) -> bytes:
+        """The content of a trial's artifact ``name``.
+
+        Raises:
+            KeyError: the trial has no artifact of that name.
+        """
+        number = trial if isinstance(trial, int) else trial.number
+        self._cache.refresh()
+        found = self._cache.get(number)
+        if found is None or name not in found.artifacts:
+            raise KeyError(f"trial {number} has no artifact {name!r}")
+        return self._storage.get_artifact(found.artifacts[name])
 
     def recover_interrupted(self, requeue: bool = False) -> list[int]:
-        """Mark trials left running by dead processes as failed ("interrupted"); returns their numbers."""
-        numbers = self._storage.recover_interrupted(self._record.id, requeue)
+        """Mark trials left running by dead processes as interrupted; returns their numbers."""
+        numbers = self._storage.recover_interrupted(self.id, requeue)
         if numbers:
-            log.warning("trials %s were interrupted by a process that died; marked failed", numbers)
+            log.warning("trials %s were interrupted by a process that died; marked interrupted", numbers)
         return numbers
 
     def close(self) -> None:
         """Stop this process's heartbeat for the study and release the database connections.
 
-        Running trials of this process then look abandoned to other workers once the heartbeat goes stale,
-        so close a study only when none of its trials is running here. Optional: exiting the process has
-        the same effect.
+        Running trials of this process then look abandoned to other workers, so close a study only when
+        none of its trials is running here. Optional: exiting the process has the same effect.
         """
         with self._lease_lock:
             if self._lease is not None:
@@ -337,8 +433,9 @@ class Study:
     # Results ------------------------------------------------------------------------------------------
     @property
     def trials(self) -> list[Trial]:
-        """Every trial, by number."""
-        return self._storage.trials(self._record.id)
+        """Every trial, by number (fetching only what changed since the last look)."""
+        self._cache.refresh()
+        return self._cache.trials
 
     @property
     def best_trial(self) -> Trial:
@@ -347,7 +444,8 @@ class Study:
         Raises:
             ValueError: no trial has completed yet.
         """
-        best = StudyView(self.space, self.direction, self.trials).incumbent()
+        self._cache.refresh()
+        best = StudyView(self.space, self.direction, self._cache.finished()).incumbent()
         if best is None:
             raise ValueError(f"study {self.name!r} has no complete trial yet")
         return best
@@ -388,27 +486,6 @@ class Study:
         return pandas.DataFrame(rows)
 
 
-class _Slots:
-    """A thread-safe countdown of the trials one ``optimize`` call may still start."""
-
-    def __init__(self, limit: int | None) -> None:
-        self._limit = limit
-        self._taken = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> str | None:
-        """Take a slot; returns why not when none is left."""
-        with self._lock:
-            if self._limit is not None and self._taken >= self._limit:
-                return "n_trials"
-            self._taken += 1
-            return None
-
-
-def _open(storage: Storage | str, create: bool) -> Storage:
-    return storage if isinstance(storage, Storage) else Storage(storage, create=create)
-
-
 def create_study(
     name: str,
     space: Space,
@@ -432,7 +509,7 @@ def create_study(
         name: unique within the storage.
         space: what to search.
         direction: "minimize" or "maximize".
-        storage: a SQLAlchemy URL (default ``sqlite:///tunesmith.db``) or a :class:`Storage`.
+        storage: a URL (default ``sqlite:///tunesmith.db``; ``postgresql://...``; ``memory:``) or a :class:`Storage`.
         proposer: "auto" (the model and BO as a portfolio; plain BO without a model), "llm", "bo" or "random".
         model: ``"local"``, ``"gguf:/path"``, ``"openai:<model>"``, ``"http://host:port/v1#<model>"``,
             ``"hf:/path"``, ``"replay:<study>"``, or an :class:`agent.llm.LLMClient`; None for no model.
@@ -459,30 +536,33 @@ def create_study(
         raise ValueError('proposer "llm" needs a model, e.g. model="local"')
     if isinstance(model, str):
         check_model_spec(model)
-    db = _open(storage, create=True)
+    db = open_storage(storage, create=True)
     llm = None if model is None or isinstance(model, str) else model
-    existing = db.get_study(name)
-    if existing is not None:
-        if not load_if_exists:
-            raise StorageError(
-                f"a study named {name!r} already exists in {db.url}; use load_study({name!r}) to continue it, "
-                "or load_if_exists=True"
-            )
-        _check_same(existing, space, direction, metric)
     settings = {
         "proposer": proposer,
         "seed": seed,
         "context": context,
-        "model": model if isinstance(model, str) or model is None else model.model,
+        "model": model if isinstance(model, str) or model is None else f"object:{model.model}",
         "api_key_env": api_key_env,
         "prices": {k: list(v) for k, v in (prices or {}).items()},
     }
-    if existing is not None:
-        # How to search may change between runs (a new model, another proposer); what is searched may not.
-        if existing.settings != settings:
-            existing = db.update_settings(existing.id, settings)
-        return Study(db, existing, llm=llm)
-    return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings), llm=llm)
+    existing = db.get_study(name)
+    if existing is None:
+        try:
+            return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings), llm=llm)
+        except StudyExists:  # another thread or process created it a moment ago
+            existing = db.get_study(name)
+            assert existing is not None
+    if not load_if_exists:
+        raise StudyExists(
+            f"a study named {name!r} already exists in {db.url}; use load_study({name!r}) to continue it, "
+            "or load_if_exists=True"
+        )
+    _check_same(existing, space, direction, metric)
+    # How to search may change between runs (a new model, another proposer); what is searched may not.
+    if existing.settings != settings:
+        existing = db.update_settings(existing.id, settings)
+    return Study(db, existing, llm=llm)
 
 
 def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str | None) -> None:
@@ -499,16 +579,20 @@ def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str
         )
 
 
-def load_study(name: str, storage: Storage | str = DEFAULT_STORAGE) -> Study:
+def load_study(name: str, storage: Storage | str = DEFAULT_STORAGE, model: LLMClient | None = None) -> Study:
     """Open an existing study.
+
+    Args:
+        model: the client object a study was created with (an object cannot be stored, only its name);
+            without it such a study proposes with BO and says so.
 
     Raises:
         StorageError: no study of that name; the message lists those that exist.
     """
-    db = _open(storage, create=False)
+    db = open_storage(storage, create=False)
     record = db.get_study(name)
     if record is None:
         names = [s.name for s in db.list_studies()]
         known = f"studies there: {', '.join(names)}" if names else "it holds no study"
         raise StorageError(f"no study named {name!r} in {db.url} ({known})")
-    return Study(db, record)
+    return Study(db, record, llm=model)

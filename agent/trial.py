@@ -10,10 +10,11 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from agent.space import ParamValue
 
-#: The error recorded on a trial whose process died while it was running.
+#: The error shown on a trial whose process died (or was stopped) while it was running.
 INTERRUPTED = "interrupted"
 
 
@@ -39,12 +40,14 @@ class Proposal:
         proposer: who made it: ``"random"``, ``"bo"``, ``"llm"``, ``"enqueued"``, ...
         rationale: the proposer's one-line reason, shown in ``status`` and to the model later.
         llm_call_id: the stored model call the candidate came from, if any.
+        parents: numbers of the trials this candidate was derived from (an edited program's parent).
     """
 
     params: Mapping[str, ParamValue]
     proposer: str
     rationale: str | None = None
     llm_call_id: int | None = None
+    parents: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,16 @@ class Trial:
         value: the target metric (complete trials only).
         metrics: every numeric metric the objective reported, the target included.
         proposer, rationale: where the candidate came from.
-        error: why the trial failed (``"interrupted"`` when its process died).
+        error: why the trial failed.
+        interrupted: the trial's process died or was stopped before it finished: it produced no result
+            and does not count against the trial budget.
         feedback: what the evaluation printed (a stderr tail), shown to the model.
         started_at, finished_at: wall-clock times (UTC).
+        llm_call_id: the model call that proposed it, if any.
+        parents: the trials it was derived from (lineage).
+        intermediate: ``(step, value)`` pairs the objective reported while running, by step.
+        user_attrs: JSON values the user attached to it.
+        artifacts: name -> content digest of the texts and files stored with it (see ``Storage.get_artifact``).
     """
 
     number: int
@@ -72,8 +82,14 @@ class Trial:
     metrics: Mapping[str, float] = field(default_factory=dict)
     rationale: str | None = None
     error: str | None = None
+    interrupted: bool = False
     feedback: str | None = None
     finished_at: datetime | None = None
+    llm_call_id: int | None = None
+    parents: tuple[int, ...] = ()
+    intermediate: tuple[tuple[int, float], ...] = ()
+    user_attrs: Mapping[str, Any] = field(default_factory=dict)
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float | None:

@@ -27,6 +27,8 @@ class StudyView:
         trials: finished trials, oldest first.
         seed: makes proposals reproducible when set.
         context: the user's description of the task, for the model.
+        known_keys: identities (:meth:`Space.key`) of every point tried or running, when the study keeps
+            them; spares proposers recomputing them from the whole history at every proposal.
     """
 
     space: Space
@@ -34,6 +36,7 @@ class StudyView:
     trials: Sequence[Trial]
     seed: int | None = None
     context: str | None = None
+    known_keys: frozenset[tuple[object, ...]] | None = None
 
     @property
     def completed(self) -> list[Trial]:
@@ -104,4 +107,8 @@ class SeenPoints:
 
     @classmethod
     def of(cls, view: StudyView, pending: Sequence[Mapping[str, ParamValue]]) -> SeenPoints:
-        return cls(view.space, [*(t.params for t in view.trials), *pending])
+        if view.known_keys is None:
+            return cls(view.space, [*(t.params for t in view.trials), *pending])
+        seen = cls(view.space, pending)
+        seen._keys |= view.known_keys
+        return seen

@@ -1,0 +1,80 @@
+"""A study's trials, held in memory and refreshed incrementally from storage.
+
+Every ask, tell, progress update and ``best_*`` read needs the study's trials. Reading them all each time
+made a trial's overhead grow with the study (24 ms at trial 100, 128 ms at trial 3,000); asking storage
+only for what changed since the last look (:meth:`Storage.changes`) keeps it flat. The identities of the
+points already tried (for dropping duplicates) are kept here too, so proposers need not recompute them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from agent.space import Space
+from agent.storage import Storage
+from agent.trial import Trial, TrialState
+
+
+class TrialCache:
+    """The trials of one study, as of the last :meth:`refresh`. Thread-safe."""
+
+    def __init__(self, storage: Storage, study_id: int, space: Space) -> None:
+        self._storage = storage
+        self._study_id = study_id
+        self._space = space
+        self._lock = threading.Lock()
+        self._seq = -1
+        self._by_number: dict[int, Trial] = {}
+        self._keys: set[tuple[object, ...]] = set()
+        self.queued = 0
+
+    def refresh(self) -> None:
+        """Fetch what changed since the last refresh."""
+        with self._lock:
+            changes = self._storage.changes(self._study_id, self._seq)
+            for trial in changes.trials:
+                self._store(trial)
+            self._seq = changes.seq
+            self.queued = changes.queued
+
+    def put(self, trial: Trial) -> None:
+        """Take in a trial this process just wrote (the next refresh may bring it again; that is harmless)."""
+        with self._lock:
+            self._store(trial)
+
+    def _store(self, trial: Trial) -> None:
+        known = self._by_number.get(trial.number)
+        if known is not None and known.state.is_finished and not trial.state.is_finished:
+            return  # an older read of a trial we already saw finish
+        self._by_number[trial.number] = trial
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # a point from before the space changed
+            self._keys.add(self._space.key(trial.params))
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial, by number."""
+        with self._lock:
+            return [self._by_number[n] for n in sorted(self._by_number)]
+
+    def finished(self) -> list[Trial]:
+        with self._lock:
+            return [t for n, t in sorted(self._by_number.items()) if t.state.is_finished]
+
+    def running(self) -> list[Trial]:
+        with self._lock:
+            return [t for t in self._by_number.values() if t.state is TrialState.RUNNING]
+
+    def next_number(self) -> int:
+        """The lowest trial number not seen yet."""
+        with self._lock:
+            return max(self._by_number, default=-1) + 1
+
+    def keys(self) -> frozenset[tuple[object, ...]]:
+        """Identities (:meth:`Space.key`) of every trial's point, finished or running."""
+        with self._lock:
+            return frozenset(self._keys)
+
+    def get(self, number: int) -> Trial | None:
+        with self._lock:
+            return self._by_number.get(number)

@@ -1,0 +1,188 @@
+"""The storage protocol: everything the loop, the CLI and the proposers ask of a storage.
+
+Two implementations ship: :class:`agent.storage.sql.SQLStorage` (SQLite by default, PostgreSQL by URL)
+and :class:`agent.storage.memory.InMemoryStorage` (tests, throwaway studies). Both pass the contract
+suite in :mod:`agent.testing.storages`; a new backend subclasses this class and that suite.
+
+Rules every implementation keeps:
+
+* A trial is stored ``running`` before it is evaluated (that row is the *reservation* of its point) and
+  finished once, in one transaction, after; a crash never loses a completed trial.
+* Trial numbers and the trial budget are decided atomically, so concurrent workers and processes
+  neither duplicate a number nor overshoot the budget.
+* Every change to a study's trials gets a new, increasing *sequence number*, so a reader can ask for
+  what changed since it last looked (:meth:`Storage.changes`) instead of re-reading the study.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.space import ParamValue
+from agent.storage.liveness import WorkerIdentity
+from agent.storage.records import LLMCallRecord, Spend, StudyRecord
+from agent.trial import Proposal, Trial, TrialState
+
+#: Decides whether a trial started since a proposal was made makes that proposal a duplicate.
+Clash = Callable[[Mapping[str, ParamValue]], bool]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a study since a sequence number.
+
+    Attributes:
+        trials: the trials created or modified since then, in their current form.
+        seq: the study's sequence number now; pass it to the next :meth:`Storage.changes` call.
+        queued: enqueued points not yet claimed by a trial.
+    """
+
+    trials: list[Trial]
+    seq: int
+    queued: int
+
+
+class Storage(ABC):
+    """Durable studies, trials, workers, enqueued points, artifacts and model calls."""
+
+    url: str
+
+    # Studies ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def create_study(
+        self, name: str, direction: str, metric: str | None, space: dict[str, Any], settings: dict[str, Any]
+    ) -> StudyRecord:
+        """Store a new study.
+
+        Raises:
+            StudyExists: the name is taken (possibly by another process a moment ago).
+        """
+
+    @abstractmethod
+    def get_study(self, name: str) -> StudyRecord | None: ...
+
+    @abstractmethod
+    def list_studies(self) -> list[StudyRecord]: ...
+
+    @abstractmethod
+    def update_settings(self, study_id: int, settings: dict[str, Any]) -> StudyRecord: ...
+
+    # Workers ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def register_worker(self, worker_id: str, identity: WorkerIdentity | None = None) -> None:
+        """Record a process (by default this one: host, PID, process start time) as the worker ``worker_id``."""
+
+    @abstractmethod
+    def heartbeat(self, worker_id: str) -> None: ...
+
+    # Trials -------------------------------------------------------------------------------------------
+    @abstractmethod
+    def enqueue(
+        self, study_id: int, params: Mapping[str, ParamValue], proposer: str = "enqueued", rationale: str | None = None
+    ) -> None: ...
+
+    @abstractmethod
+    def start_trial(
+        self,
+        study_id: int,
+        worker_id: str,
+        proposal: Proposal | None,
+        max_trials: int | None = None,
+        first_unseen: int | None = None,
+        clash: Clash | None = None,
+    ) -> Trial | None:
+        """Number and store a running trial, atomically with the budget check.
+
+        With ``proposal=None`` the oldest enqueued point is claimed instead, and None is returned when
+        the queue is empty.
+
+        Args:
+            first_unseen: the lowest trial number the proposer had not seen; with ``clash``, every trial
+                from that number on is checked, and a clash refuses the proposal.
+
+        Raises:
+            TrialBudgetReached: the study already holds ``max_trials`` trials (interrupted ones aside).
+            ProposalConflict: ``clash`` matched a trial the proposer had not seen.
+        """
+
+    @abstractmethod
+    def finish_trial(
+        self,
+        study_id: int,
+        number: int,
+        state: TrialState,
+        value: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+        error: str | None = None,
+        feedback: str | None = None,
+        interrupted: bool = False,
+    ) -> Trial:
+        """Record a trial's outcome in one transaction; only a running trial can be finished.
+
+        Raises:
+            StorageError: no such trial, or it is already finished.
+        """
+
+    @abstractmethod
+    def changes(self, study_id: int, since: int = -1) -> Changes:
+        """The trials changed after sequence number ``since`` (all of them for -1), and the new one."""
+
+    def trials(self, study_id: int) -> list[Trial]:
+        """Every trial of a study, by number."""
+        return sorted(self.changes(study_id).trials, key=lambda t: t.number)
+
+    @abstractmethod
+    def count_budgeted_trials(self, study_id: int) -> int:
+        """Trials that count against a trial budget: all but the interrupted ones."""
+
+    @abstractmethod
+    def recover_interrupted(self, study_id: int, requeue: bool = False) -> list[int]:
+        """Mark the running trials of dead workers interrupted; optionally enqueue their points again.
+
+        Returns the numbers of the trials marked. A worker is dead when it ran on this host and its
+        process is gone (or its PID now belongs to another process), or when it ran elsewhere and its
+        heartbeat is older than :data:`agent.storage.records.STALE_AFTER_S`.
+        """
+
+    # What a running trial reports ----------------------------------------------------------------------
+    @abstractmethod
+    def report(self, study_id: int, number: int, step: int, value: float) -> None:
+        """Store an intermediate value (for pruning); a second report of a step replaces the first."""
+
+    @abstractmethod
+    def set_user_attr(self, study_id: int, number: int, key: str, value: Any) -> None:
+        """Attach a JSON value to a trial."""
+
+    @abstractmethod
+    def put_artifact(self, content: bytes | str, media_type: str = "text/plain") -> str:
+        """Store ``content`` once however many trials share it; returns its digest (SHA-256, hex)."""
+
+    @abstractmethod
+    def attach_artifact(self, study_id: int, number: int, name: str, digest: str) -> None:
+        """Name a stored artifact on a trial (``"program"``, ``"prompt"``, ``"stdout"``...)."""
+
+    @abstractmethod
+    def get_artifact(self, digest: str) -> bytes:
+        """The content of an artifact.
+
+        Raises:
+            StorageError: no artifact has that digest.
+        """
+
+    # Model calls --------------------------------------------------------------------------------------
+    @abstractmethod
+    def record_llm_call(self, study_id: int, call: LLMCallRecord) -> int:
+        """Store a model call; returns its id, which trials made from it refer to."""
+
+    @abstractmethod
+    def llm_calls(self, study_id: int) -> list[LLMCallRecord]:
+        """Every model call of a study, oldest first, with the numbers of the trials each produced."""
+
+    @abstractmethod
+    def spend(self, study_id: int) -> Spend: ...
+
+    def close(self) -> None:  # noqa: B027 - a storage without connections has nothing to release
+        """Release connections; the storage may not be used afterwards."""

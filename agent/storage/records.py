@@ -1,0 +1,89 @@
+"""What storage hands out and takes in, whatever the backend: plain frozen records and its errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import BudgetExhausted, TunesmithError
+
+DEFAULT_STORAGE = "sqlite:///tunesmith.db"
+#: A worker on another host whose heartbeat is older than this is taken for dead.
+STALE_AFTER_S = 120.0
+
+
+class StorageError(TunesmithError, RuntimeError):
+    """The storage cannot be used as asked (wrong URL, newer schema, unknown study...)."""
+
+
+class StudyExists(StorageError):
+    """A study of that name is already stored (another process may have created it a moment ago)."""
+
+
+class TrialBudgetReached(BudgetExhausted):
+    """No trial was started: the study already holds its budgeted number of trials."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the study already holds its budget of {limit} trials", reason="trial budget")
+
+
+class ProposalConflict(StorageError):
+    """A proposal was not stored: trials started since it was made include (nearly) the same point.
+
+    The caller proposes again with those trials as pending points, so that concurrent workers and
+    processes never evaluate one point twice.
+    """
+
+
+@dataclass(frozen=True)
+class LLMCallRecord:
+    """One model call as stored: what was asked, what came back, what it cost. Never holds a secret.
+
+    ``trial_number`` is the trial a call was made *for* (an evaluator's task-model call); ``trial_numbers``
+    (filled when reading) are the trials whose candidates the call *produced*.
+    """
+
+    purpose: str
+    model: str
+    messages: list[dict[str, str]]
+    reply: str | None = None
+    parsed: Any = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+    latency_s: float = 0.0
+    attempts: int = 1
+    mode: str | None = None
+    trial_number: int | None = None
+    id: int | None = None
+    created_at: float = 0.0
+    trial_numbers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a study's model calls have cost so far."""
+
+    calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A study as stored: identity and settings, not its trials."""
+
+    id: int
+    name: str
+    direction: str
+    metric: str | None
+    space: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
