@@ -27,6 +27,7 @@ class TrialCache:
         self._seq = -1
         self._by_number: dict[int, Trial] = {}
         self._keys: set[tuple[object, ...]] = set()
+        self._budgeted = 0
         self.queued = 0
 
     def refresh(self) -> None:
@@ -47,6 +48,7 @@ class TrialCache:
         known = self._by_number.get(trial.number)
         if known is not None and known.state.is_finished and not trial.state.is_finished:
             return  # an older read of a trial we already saw finish
+        self._budgeted += (not trial.interrupted) - (known is not None and not known.interrupted)
         self._by_number[trial.number] = trial
         with contextlib.suppress(KeyError, TypeError, ValueError):  # a point from before the space changed
             self._keys.add(self._space.key(trial.params))
@@ -64,6 +66,11 @@ class TrialCache:
     def running(self) -> list[Trial]:
         with self._lock:
             return [t for t in self._by_number.values() if t.state is TrialState.RUNNING]
+
+    def budgeted(self) -> int:
+        """Trials that count against a trial budget (all but the interrupted ones)."""
+        with self._lock:
+            return self._budgeted
 
     def next_number(self) -> int:
         """The lowest trial number not seen yet."""

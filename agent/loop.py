@@ -82,10 +82,13 @@ def run_trial(study: Study, evaluator: Evaluator, executor: Executor, max_trials
 
 
 def begin_trial(
-    study: Study, evaluator: Evaluator, executor: Executor, max_trials: int | None = None
+    study: Study, evaluator: Evaluator, executor: Executor, max_trials: int | None = None, last: bool = True
 ) -> tuple[Trial, Future[Evaluation]]:
-    """PROPOSE, VALIDATE and reserve a trial (``study.ask``), then hand it to the executor to EVALUATE."""
-    trial = study.ask(max_trials=max_trials)
+    """PROPOSE, VALIDATE and reserve a trial (``study.ask``), then hand it to the executor to EVALUATE.
+
+    ``last=False`` lets the study prepare the next proposal while this trial runs.
+    """
+    trial = study.ask(max_trials=max_trials, last=last)
     try:
         return trial, executor.submit(evaluator, trial)
     except BaseException:
@@ -171,7 +174,10 @@ class Coordinator:
         if exhausted is not None:
             return StopReason(exhausted)
         try:
-            trial, evaluation = begin_trial(self.study, self.evaluator, self.executor, self.account.budget.trials)
+            last = self.n_trials is not None and self._started + 1 >= self.n_trials
+            trial, evaluation = begin_trial(
+                self.study, self.evaluator, self.executor, self.account.budget.trials, last=last
+            )
         except BudgetExhausted as exc:
             return StopReason(exc.reason)
         self._started += 1

@@ -9,6 +9,7 @@ process knows of the study is a :class:`~agent.cache.TrialCache`, refreshed incr
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
 #: Reservations tried before a proposal is stored even though a concurrent trial came close to it.
-_RESERVE_ATTEMPTS = 4
+_RESERVE_ATTEMPTS = 5
 #: Two points closer than this in every unit-cube coordinate are the same point to a concurrent worker.
 _NEAR = 1e-3
 
@@ -213,12 +214,16 @@ class Study:
             self._prepared = None
 
     # Ask / tell ---------------------------------------------------------------------------------------
-    def ask(self, max_trials: int | None = None) -> Trial:
+    def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
         """Start a trial: an enqueued point if any, else the proposer's next candidate, stored as running.
 
         The candidate is reserved (stored) before it is returned. If another process started a trial at
         (nearly) the same point since the proposal was made, the proposer is asked again with that trial
         as a pending point.
+
+        Args:
+            max_trials: the study's trial budget.
+            last: no trial follows this one in the current run, so none is prepared in the background.
 
         Raises:
             TrialBudgetReached: the study already holds ``max_trials`` trials.
@@ -232,15 +237,27 @@ class Study:
             if trial is None:
                 trial = self._reserve_proposal(worker_id, max_trials)
             self._cache.put(trial)
-            if self.prefetch:
+            budget_left = max_trials is None or self._cache.budgeted() < max_trials
+            if self.prefetch and not last and budget_left:
                 self._prepare_next()
             return trial
 
     def _reserve_proposal(self, worker_id: str, max_trials: int | None) -> Trial:
+        """Store a proposal as a running trial, proposing again while concurrent trials clash with it.
+
+        Processes sharing a seed (or a count-indexed Sobol sequence) propose in lockstep, so after a few
+        clashes the proposal comes from an unseeded random draw instead, which breaks the lockstep. The
+        last attempt is stored even if it clashes: a small discrete space may have no unused point left.
+        """
         prepared, self._prepared = self._prepared, None
         for attempt in range(1, _RESERVE_ATTEMPTS + 1):
-            proposal, first_unseen = self._take(prepared) if prepared is not None else self._propose()
-            prepared = None
+            if attempt > _RESERVE_ATTEMPTS - 2:
+                unseeded = RandomProposer(seed=secrets.randbits(32))  # not the study's seed: out of lockstep
+                proposal, first_unseen = self._propose(unseeded, "concurrent proposals clashed")
+            elif prepared is not None:
+                (proposal, first_unseen), prepared = self._take(prepared), None
+            else:
+                proposal, first_unseen = self._propose()
             clash = self._clash(proposal.params) if attempt < _RESERVE_ATTEMPTS else None
             try:
                 trial = self._storage.start_trial(self.id, worker_id, proposal, max_trials, first_unseen, clash)
@@ -271,8 +288,13 @@ class Study:
         threading.Thread(target=prepare, name=f"tunesmith-propose-{self.name}", daemon=True).start()
         self._prepared = future
 
-    def _propose(self) -> tuple[Proposal, int]:
-        """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the first unseen number."""
+    def _propose(self, proposer: Proposer | None = None, why: str | None = None) -> tuple[Proposal, int]:
+        """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the first unseen number.
+
+        Args:
+            proposer: another proposer than the study's (a fallback).
+            why: the reason that other proposer is used, recorded as the rationale.
+        """
         with self._propose_lock:
             first_unseen = self._cache.next_number()
             view = StudyView(
@@ -285,11 +307,13 @@ class Study:
             )
             pending = [t.params for t in self._cache.running()]
             try:
-                proposer = self.proposer
-                proposal = proposer.propose(view, 1, pending)[0]
+                chosen = proposer or self.proposer
+                proposal = chosen.propose(view, 1, pending)[0]
+                if why is not None:
+                    proposal = replace(proposal, rationale=f"{proposal.rationale} ({why})")
                 return replace(proposal, params=self.space.validate(proposal.params)), first_unseen
             except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
-                name = getattr(self._proposer, "name", self.proposer_kind)
+                name = getattr(proposer or self._proposer, "name", self.proposer_kind)
                 log.warning("proposer %r failed (%s); using a random candidate instead", name, exc)
                 fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
                 return Proposal(fallback.params, fallback.proposer, f"fallback: {name} failed ({exc})"), first_unseen

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import string
 import subprocess
@@ -19,10 +20,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from agent.budget import parse_duration
+from agent.registry import Duration, Options
 from agent.space import ParamValue
 from agent.trial import Trial
 from tools.evaluation import Evaluation, tail
+from tools.processes import tracked
+from tools.registry import EVALUATORS, EvaluatorContext
 
 #: Placeholders that are always available besides the parameters.
 BUILTIN_PLACEHOLDERS = ("trial_number", "params_file")
@@ -146,7 +152,8 @@ class CommandEvaluator:
                 except OSError as exc:
                     return Evaluation(None, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
                 try:
-                    returncode = proc.wait(self.timeout_s)
+                    with tracked(proc.pid):  # an interrupted run kills it, with its whole tree
+                        returncode = proc.wait(self.timeout_s)
                 except subprocess.TimeoutExpired:
                     _kill_group(proc)
                     return Evaluation(
@@ -177,3 +184,45 @@ class CommandEvaluator:
                 feedback=tail(stdout + ("\n" + stderr if stderr else "")) or None,
             )
         return Evaluation(result, feedback=stderr or None)
+
+
+class CommandOptions(Options):
+    """The ``command`` objective in a job file: ``command = [...]`` plus ``timeout`` and ``env``."""
+
+    command: list[str]
+    timeout: Duration | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) -> list[str]:
+    """What the schema cannot see: a non-empty argv, valid templates, known placeholders, the program."""
+    argv = options.get("command")
+    if argv == []:
+        return ['command: must not be empty, e.g. ["python", "train.py", "--lr", "{lr}"]']
+    if not isinstance(argv, list) or not all(isinstance(item, str) for item in argv):
+        return []  # the schema reports it
+    space = context.space if context is not None else None
+    folder = (context.folder if context is not None else None) or Path.cwd()
+    problems = []
+    known = [*(space or {}), *BUILTIN_PLACEHOLDERS]
+    for i, item in enumerate(argv):
+        try:
+            names = placeholders([item])
+        except ValueError as exc:
+            problems.append(f"command[{i}]: not a valid template ({exc}); write {{{{ for a literal {{")
+            continue
+        for name in names:
+            if space is not None and name not in known:
+                problems.append(f"command[{i}]: placeholder {{{name}}} is not a parameter (known: {', '.join(known)})")
+    program = argv[0]
+    if "{" not in program and shutil.which(program) is None and not (folder / program).exists():
+        problems.append(f"command[0]: program {program!r} not found on PATH or in {folder}")
+    return problems
+
+
+@EVALUATORS.register(
+    "command", options=CommandOptions, check=check_command, example='command = ["python", "train.py", "{lr}"]'
+)
+def _command(options: CommandOptions, context: EvaluatorContext | None) -> CommandEvaluator:
+    folder = context.folder if context is not None else None
+    return CommandEvaluator(options.command, timeout=options.timeout, cwd=folder, env=options.env)

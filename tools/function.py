@@ -20,9 +20,12 @@ from types import ModuleType
 from typing import Any
 
 from agent.budget import parse_duration
+from agent.registry import Duration, Options
 from agent.space import ParamValue
 from agent.trial import Trial
 from tools.evaluation import Evaluation, tail
+from tools.processes import tracked
+from tools.registry import EVALUATORS, EvaluatorContext
 
 Objective = Callable[..., Any]
 
@@ -146,7 +149,8 @@ class FunctionEvaluator:
             )
         sender.close()
         result: Evaluation | None = None
-        timed_out = not receiver.poll(self.timeout_s)
+        with tracked(child.pid or 0):  # an interrupted run kills it, with its whole tree
+            timed_out = not receiver.poll(self.timeout_s)
         if timed_out and child.pid is not None:
             try:
                 os.killpg(child.pid, signal.SIGKILL)
@@ -164,3 +168,31 @@ class FunctionEvaluator:
         if timed_out:
             return Evaluation(None, error=f"timed out after {self.timeout_s:g}s")
         return Evaluation(None, error=f"the objective's process died (exit code {child.exitcode})")
+
+
+class FunctionOptions(Options):
+    """The ``function`` objective in a job file: ``function = "module:callable"`` plus ``timeout``."""
+
+    function: str
+    timeout: Duration | None = None
+
+
+def check_function(options: Mapping[str, Any], context: EvaluatorContext | None) -> list[str]:
+    """Import the callable now: a typo must be reported before the study starts, not at its first trial.
+
+    This runs the module's top-level code, the only way to know the function exists.
+    """
+    spec = options.get("function")
+    if not isinstance(spec, str):
+        return []  # the schema reports it
+    try:
+        resolve_callable(spec, context.folder if context is not None else None)
+    except ValueError as exc:
+        return [f"function: {exc}"]
+    return []
+
+
+@EVALUATORS.register("function", options=FunctionOptions, check=check_function, example='function = "module:fn"')
+def _function(options: FunctionOptions, context: EvaluatorContext | None) -> FunctionEvaluator:
+    folder = context.folder if context is not None else None
+    return FunctionEvaluator(options.function, timeout=options.timeout, base_dir=folder)

@@ -1,0 +1,284 @@
+"""The loop (agent/loop.py): reservations, executors, errors, interrupts, prefetching, stop reasons.
+
+Each test here reproduces a fault measured on the first core, with real threads, processes and files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agent import (
+    Budget,
+    ConfigError,
+    Float,
+    Int,
+    Space,
+    StopReason,
+    Study,
+    TrialState,
+    TunesmithError,
+    create_study,
+    load_study,
+    open_storage,
+)
+from agent.executors import InlineExecutor
+from agent.loop import run_trial
+from agent.proposers import StudyView
+from agent.space import ParamValue
+from agent.trial import Proposal, Trial
+from tools.evaluation import Evaluation
+from tools.function import FunctionEvaluator
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+SPACE = Space(x=Float(0.0, 1.0), n=Int(1, 3))
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'loop.db'}"
+
+
+def distinct_points(study: Study) -> int:
+    return len({tuple(sorted(t.params.items())) for t in study.trials})
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_parallel_workers_never_get_the_same_point(url: str, workers: int) -> None:
+    study = create_study("par", SPACE, storage=url, proposer="random", seed=0)
+    summary = study.optimize(lambda p: p["x"], n_trials=24, workers=workers)
+    assert summary.trials_run == 24 and distinct_points(study) == 24
+
+
+SAME_SEED_WORKER = """
+import sys, time
+from agent import Float, Int, Space, create_study
+import logging, os
+if os.environ.get("TUNESMITH_DEBUG"): logging.basicConfig(level=logging.DEBUG, format="%(process)d %(name)s %(message)s")
+space = Space(x=Float(0.0, 1.0), n=Int(1, 3))
+study = create_study("shared", space, storage=sys.argv[1], proposer=sys.argv[2], seed=0, load_if_exists=True)
+while time.time() < float(sys.argv[3]):  # start together, to collide as much as possible
+    time.sleep(0.002)
+study.optimize(lambda p: (p["x"] - 0.3) ** 2, n_trials=int(sys.argv[4]))
+"""
+
+
+@pytest.mark.parametrize(("proposer", "processes", "each"), [("random", 3, 10), ("bo", 3, 4)])
+def test_processes_with_one_seed_never_evaluate_one_point_twice(
+    url: str, proposer: str, processes: int, each: int
+) -> None:
+    start_at = str(time.time() + (8.0 if proposer == "bo" else 3.0))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", SAME_SEED_WORKER, url, proposer, start_at, str(each)], env=ENV)
+        for _ in range(processes)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * processes
+    study = load_study("shared", url)
+    assert len(study.trials) == processes * each and distinct_points(study) == processes * each
+
+
+class BrokenEvaluator:
+    """An evaluator with a bug: it raises instead of returning a failed evaluation."""
+
+    def __init__(self, fail_on: int = 0) -> None:
+        self.fail_on = fail_on
+
+    def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
+        if trial.number == self.fail_on:
+            raise RuntimeError("evaluator bug")
+        time.sleep(0.3)
+        return Evaluation(float(params["x"]))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_evaluator_that_raises_reaches_the_caller_after_its_trial_is_failed(url: str, workers: int) -> None:
+    study = create_study("bug", SPACE, storage=url, proposer="random", seed=0)
+    with pytest.raises(RuntimeError, match="evaluator bug"):
+        study.optimize(BrokenEvaluator(), n_trials=6, workers=workers)
+    trials = study.trials
+    assert trials[0].state is TrialState.FAILED and "evaluator raised RuntimeError: evaluator bug" in trials[0].error
+    assert "Traceback" in (trials[0].feedback or "")
+    assert not any(t.state is TrialState.RUNNING for t in trials)
+    assert len(trials) == workers  # no trial is started after the error; the others finish
+    assert all(t.state is TrialState.COMPLETE for t in trials[1:])
+
+
+JOB = """
+[study]
+name = "stop"
+storage = "sqlite:///study.db"
+workers = 3
+seed = 0
+
+[space]
+x = {{ type = "float", low = 0, high = 1 }}
+
+[proposer]
+kind = "random"
+
+[objective]
+command = ["{python}", "objective.py", "{{x}}"]
+
+[budget]
+trials = 10
+"""
+
+# Leaves a child of its own behind too (a process tree, not one process), then waits to be stopped.
+SLOW_OBJECTIVE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+with open(os.path.join("pids", str(os.getpid())), "w") as f:
+    f.write(str(child.pid))
+time.sleep(60)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_run_with_several_workers_marks_every_trial_and_kills_every_process(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "job.toml").write_text(JOB.format(python=sys.executable))
+    (tmp_path / "objective.py").write_text(SLOW_OBJECTIVE)
+    (tmp_path / "pids").mkdir()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "job.toml"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while len([p for p in (tmp_path / "pids").iterdir() if p.read_text()]) < 3:
+        assert time.monotonic() < deadline and run.poll() is None, "the objectives never started"
+        time.sleep(0.05)
+    objectives = {int(p.name): int(p.read_text()) for p in (tmp_path / "pids").iterdir()}
+    sent = time.monotonic()
+    run.send_signal(sig)
+    assert run.wait(timeout=10) == 130
+    assert time.monotonic() - sent < 5
+    trials = load_study("stop", f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert len(trials) == 3
+    assert all(t.state is TrialState.FAILED and t.interrupted for t in trials)
+    time.sleep(0.2)
+    assert not [pid for pair in objectives.items() for pid in pair if alive(pid)]
+
+
+class NamedClient:
+    """The smallest LLMClient: it always proposes x = 0.5, n = 2."""
+
+    model = "my-model"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def complete(self, messages: Sequence[Mapping[str, str]], schema: object = None, **kwargs: object) -> object:
+        from agent.llm import Completion
+
+        self.calls += 1
+        text = '{"candidates": [{"params": {"x": 0.5, "n": 2}, "rationale": "middle"}]}'
+        return Completion(text, __import__("json").loads(text), None, 10, 10, 0.01, self.model)
+
+
+def test_a_study_made_with_a_client_object_can_be_loaded_and_run(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    client = NamedClient()
+    create_study("obj", SPACE, storage=url, proposer="llm", model=client, seed=0).optimize(lambda p: p["x"], n_trials=1)
+    assert client.calls == 1
+    study = load_study("obj", url)  # the object itself cannot be stored
+    assert study.optimize(lambda p: p["x"], n_trials=2).trials_run == 2
+    assert "pass the client" in caplog.text or "cannot be used" in caplog.text
+    again = load_study("obj", url, model=client)
+    again.optimize(lambda p: p["x"], n_trials=1)
+    assert client.calls == 2
+
+
+def test_stop_reasons_are_an_enum(url: str) -> None:
+    study = create_study("why", SPACE, storage=url, proposer="random", seed=0)
+    assert study.optimize(lambda p: p["x"], n_trials=2).stopped_because is StopReason.N_TRIALS
+    assert study.optimize(lambda p: p["x"], budget=Budget(trials=3)).stopped_because is StopReason.TRIAL_BUDGET
+    slow = study.optimize(lambda p: time.sleep(0.3) or p["x"], budget=Budget(wall_time=0.5))
+    assert slow.stopped_because is StopReason.WALL_TIME and slow.stopped_because == "wall time"
+
+
+class SlowProposer:
+    """Takes 0.3 s per proposal, like a model would, and records when it was busy."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.busy: list[tuple[float, float]] = []
+
+    def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
+        start = time.monotonic()
+        time.sleep(0.3)
+        self.busy.append((start, time.monotonic()))
+        k = len(view.trials) + len(pending)
+        return [Proposal({"x": (k * 0.137) % 1, "n": 1}, self.name)]
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_the_next_proposal_is_prepared_while_a_trial_runs(url: str, prefetch: bool) -> None:
+    storage = open_storage(url)
+    created = create_study("pre", SPACE, storage=storage, proposer="random")
+    proposer = SlowProposer()
+    study = Study(storage, storage.get_study(created.name), proposer=proposer)  # type: ignore[arg-type]
+    windows: list[tuple[float, float]] = []
+
+    def objective(params: dict) -> float:
+        start = time.monotonic()
+        time.sleep(0.4)
+        windows.append((start, time.monotonic()))
+        return float(params["x"])
+
+    study.optimize(objective, n_trials=4, prefetch=prefetch)
+    overlapping = [p for p in proposer.busy if any(p[0] < b and a < p[1] for a, b in windows)]
+    assert len(proposer.busy) == 4  # nothing is prepared for a fifth trial that will not run
+    assert len(overlapping) == (3 if prefetch else 0)
+    assert distinct_points(study) == 4
+
+
+def test_evaluation_in_worker_processes(url: str) -> None:
+    study = create_study("proc", SPACE, storage=url, proposer="random", seed=0)
+    evaluator = FunctionEvaluator("tests.objectives:quadratic")
+    summary = study.optimize(evaluator, n_trials=6, workers=2, executor="processes")
+    assert summary.trials_run == 6 and all(t.state is TrialState.COMPLETE for t in study.trials)
+    assert study.best_value == min((t.params["x"] - 0.3) ** 2 for t in study.trials)
+    with pytest.raises(ConfigError, match="importable") as caught:
+        study.optimize(lambda p: p["x"], n_trials=1, executor="processes")
+    assert isinstance(caught.value, TunesmithError) and isinstance(caught.value, ValueError)
+    assert not any(t.state is TrialState.RUNNING for t in study.trials)
+
+
+def test_one_trial_s_life(url: str) -> None:
+    study = create_study("one", SPACE, storage=url, proposer="random", seed=0)
+    trial = run_trial(study, FunctionEvaluator(lambda p: p["x"] * 2), InlineExecutor())
+    assert trial.state is TrialState.COMPLETE and trial.value == pytest.approx(2 * trial.params["x"])
+
+
+def test_concurrent_asks_in_threads_reserve_distinct_points(url: str) -> None:
+    study = create_study("ask", SPACE, storage=url, proposer="random", seed=0)
+    asked: list[Trial] = []
+
+    def ask() -> None:
+        for _ in range(5):
+            asked.append(study.ask())
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({tuple(sorted(t.params.items())) for t in asked}) == 20
+    assert sorted(t.number for t in asked) == list(range(20))
