@@ -63,8 +63,6 @@ def test_parallel_workers_never_get_the_same_point(url: str, workers: int) -> No
 SAME_SEED_WORKER = """
 import sys, time
 from agent import Float, Int, Space, create_study
-import logging, os
-if os.environ.get("TUNESMITH_DEBUG"): logging.basicConfig(level=logging.DEBUG, format="%(process)d %(name)s %(message)s")
 space = Space(x=Float(0.0, 1.0), n=Int(1, 3))
 study = create_study("shared", space, storage=sys.argv[1], proposer=sys.argv[2], seed=0, load_if_exists=True)
 while time.time() < float(sys.argv[3]):  # start together, to collide as much as possible
