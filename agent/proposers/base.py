@@ -69,8 +69,10 @@ class StudyView:
 
     def text_values(self) -> dict[str, str]:
         """Text and Code values numeric proposers carry along: the incumbent's, else the defaults."""
-        best = self.incumbent()
         defaults = self.space.defaults()
+        if not defaults:  # no Text or Code parameter: nothing to carry, and no need to find the incumbent
+            return {}
+        best = self.incumbent()
         if best is None:
             return defaults
         return {name: str(best.params.get(name, default)) for name, default in defaults.items()}
@@ -88,19 +90,32 @@ class Proposer(Protocol):
 
 
 class SeenPoints:
-    """Identity of the candidates already tried, pending or chosen, for dropping duplicates."""
+    """Identity of the candidates already tried, pending or chosen, for dropping duplicates.
 
-    def __init__(self, space: Space, candidates: Iterable[Mapping[str, ParamValue]] = ()) -> None:
+    Built on the study's own set of known identities when the view carries one, so that a proposal
+    costs nothing per past trial.
+    """
+
+    def __init__(
+        self,
+        space: Space,
+        candidates: Iterable[Mapping[str, ParamValue]] = (),
+        known: frozenset[tuple[object, ...]] = frozenset(),
+    ) -> None:
         self._space = space
+        self._known = known
         self._keys = {space.key(c) for c in candidates}
 
+    def _seen(self, key: tuple[object, ...]) -> bool:
+        return key in self._keys or key in self._known
+
     def is_new(self, candidate: Mapping[str, ParamValue]) -> bool:
-        return self._space.key(candidate) not in self._keys
+        return not self._seen(self._space.key(candidate))
 
     def add(self, candidate: Mapping[str, ParamValue]) -> bool:
         """Remember ``candidate``; False when it was already seen."""
         key = self._space.key(candidate)
-        if key in self._keys:
+        if self._seen(key):
             return False
         self._keys.add(key)
         return True
@@ -109,6 +124,4 @@ class SeenPoints:
     def of(cls, view: StudyView, pending: Sequence[Mapping[str, ParamValue]]) -> SeenPoints:
         if view.known_keys is None:
             return cls(view.space, [*(t.params for t in view.trials), *pending])
-        seen = cls(view.space, pending)
-        seen._keys |= view.known_keys
-        return seen
+        return cls(view.space, pending, view.known_keys)

@@ -6,6 +6,8 @@ Why the columns are there:
   stamps it on the trial row (``trials.seq``), so readers fetch only what changed since they last looked.
   ``studies.next_number`` hands out trial numbers. Both are updated under the study row's lock, which is
   also what serializes numbering and the budget check on PostgreSQL.
+* ``trials.extras`` says a trial has intermediate values or artifacts, so that reading the (many) trials
+  without any costs no extra query.
 * ``trials.interrupted`` says a trial's process died: it produced nothing and does not use up the budget.
 * ``artifacts`` are content-addressed (SHA-256): a program or prompt shared by many trials is stored once.
 """
@@ -96,6 +98,7 @@ trials = sa.Table(
     sa.Column("parents", sa.Text, nullable=False, server_default="[]"),
     sa.Column("user_attrs", sa.Text, nullable=False, server_default="{}"),
     sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("extras", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("study_id", "number", name="uq_trial_number"),
     sa.Index("ix_trials_study_state", "study_id", "state"),
     sa.Index("ix_trials_study_seq", "study_id", "seq"),

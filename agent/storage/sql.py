@@ -216,24 +216,31 @@ class SQLStorage(Storage):
         )
 
     # Trials -------------------------------------------------------------------------------------------
-    def _lock_study(self, conn: Connection, study_id: int) -> tuple[int, int]:
-        """Lock the study row (PostgreSQL; SQLite's write lock covers it); returns (seq, next_number)."""
+    def _advance(self, conn: Connection, study_id: int, new_trial: bool = False) -> tuple[int, int]:
+        """Lock the study row and take its next sequence number (and, for a new trial, its number).
+
+        One ``UPDATE ... RETURNING``: it takes the row lock on PostgreSQL (SQLite's write lock covers it),
+        and every trial write of the study goes through it, so writers line up in sequence order.
+        Returns (sequence number, trial number or -1).
+        """
+        values: dict[str, Any] = {"seq": studies.c.seq + 1}
+        if new_trial:
+            values["next_number"] = studies.c.next_number + 1
         row = conn.execute(
-            sa.select(studies.c.seq, studies.c.next_number).where(studies.c.id == study_id).with_for_update()
+            sa.update(studies)
+            .where(studies.c.id == study_id)
+            .values(**values)
+            .returning(studies.c.seq, studies.c.next_number)
         ).first()
         if row is None:
             raise StorageError(f"study id {study_id} does not exist in {self.url}")
-        return int(row.seq), int(row.next_number)
-
-    def _bump(self, conn: Connection, study_id: int, seq: int, **values: int) -> int:
-        conn.execute(sa.update(studies).where(studies.c.id == study_id).values(seq=seq + 1, **values))
-        return seq + 1
+        return int(row.seq), int(row.next_number) - 1 if new_trial else -1
 
     def enqueue(
         self, study_id: int, params: Mapping[str, ParamValue], proposer: str = "enqueued", rationale: str | None = None
     ) -> None:
         def work(conn: Connection) -> None:
-            seq, _ = self._lock_study(conn, study_id)
+            self._advance(conn, study_id)
             conn.execute(
                 sa.insert(queue).values(
                     study_id=study_id,
@@ -243,7 +250,6 @@ class SQLStorage(Storage):
                     created_at=_now(),
                 )
             )
-            self._bump(conn, study_id, seq)
 
         self._write(work)
 
@@ -257,7 +263,7 @@ class SQLStorage(Storage):
         clash: Clash | None = None,
     ) -> Trial | None:
         def work(conn: Connection) -> Trial | None:
-            seq, number = self._lock_study(conn, study_id)
+            seq, number = self._advance(conn, study_id, new_trial=True)  # rolled back if no trial starts
             if max_trials is not None and self._count_budgeted(conn, study_id) >= max_trials:
                 raise TrialBudgetReached(max_trials)
             queued = None
@@ -279,7 +285,6 @@ class SQLStorage(Storage):
                 if any(clash(json.loads(row.params)) for row in unseen):
                     raise ProposalConflict("a trial started since the proposal was made holds the same point")
             started = _now()
-            new_seq = self._bump(conn, study_id, seq, next_number=number + 1)
             conn.execute(
                 sa.insert(trials).values(
                     study_id=study_id,
@@ -293,7 +298,7 @@ class SQLStorage(Storage):
                     llm_call_id=chosen.llm_call_id,
                     parents=json.dumps(list(chosen.parents)),
                     started_at=started,
-                    seq=new_seq,
+                    seq=seq,
                 )
             )
             if queued is not None:
@@ -326,8 +331,7 @@ class SQLStorage(Storage):
             raise ValueError("finish_trial needs a finished state")
 
         def work(conn: Connection) -> Trial:
-            seq, _ = self._lock_study(conn, study_id)
-            new_seq = seq + 1
+            seq, _ = self._advance(conn, study_id)
             updated = conn.execute(
                 sa.update(trials)
                 .where(
@@ -343,7 +347,7 @@ class SQLStorage(Storage):
                     feedback=feedback,
                     interrupted=interrupted,
                     finished_at=_now(),
-                    seq=new_seq,
+                    seq=seq,
                 )
             ).rowcount
             row = conn.execute(
@@ -353,44 +357,43 @@ class SQLStorage(Storage):
                 raise StorageError(f"trial {number} does not exist in this study")
             if not updated:
                 raise StorageError(f"trial {number} is already {row.state}; a trial can be told only once")
-            self._bump(conn, study_id, seq)
             return self._trials_from_rows(conn, [row])[0]
 
         return self._write(work)
 
-    def _touch(self, conn: Connection, study_id: int, number: int) -> int:
-        """Give a trial a new sequence number (its extras changed); returns its row id."""
-        seq, _ = self._lock_study(conn, study_id)
+    def _touch(self, conn: Connection, study_id: int, number: int, extras: bool = False) -> int:
+        """Give a trial a new sequence number (it changed), flag its extras; returns its row id."""
+        seq, _ = self._advance(conn, study_id)
         row = conn.execute(
             sa.select(trials.c.id).where(trials.c.study_id == study_id, trials.c.number == number)
         ).first()
         if row is None:
             raise StorageError(f"trial {number} does not exist in this study")
-        conn.execute(sa.update(trials).where(trials.c.id == row.id).values(seq=seq + 1))
-        self._bump(conn, study_id, seq)
+        values: dict[str, Any] = {"seq": seq, "extras": True} if extras else {"seq": seq}
+        conn.execute(sa.update(trials).where(trials.c.id == row.id).values(**values))
         return int(row.id)
 
     def changes(self, study_id: int, since: int = -1) -> Changes:
+        unclaimed = (
+            sa.select(sa.func.count())
+            .select_from(queue)
+            .where(queue.c.study_id == study_id, queue.c.trial_number.is_(None))
+            .scalar_subquery()
+        )
         with self._read() as conn:
-            seq = conn.execute(sa.select(studies.c.seq).where(studies.c.id == study_id)).scalar_one_or_none()
-            if seq is None:
+            head = conn.execute(sa.select(studies.c.seq, unclaimed).where(studies.c.id == study_id)).first()
+            if head is None:
                 raise StorageError(f"study id {study_id} does not exist in {self.url}")
+            seq, queued = int(head[0]), int(head[1])
             rows = []
             if seq > since:
                 rows = conn.execute(
                     sa.select(trials).where(trials.c.study_id == study_id, trials.c.seq > since).order_by(trials.c.seq)
                 ).all()
-            queued = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(queue)
-                .where(queue.c.study_id == study_id, queue.c.trial_number.is_(None))
-            ).scalar_one()
-            return Changes(self._trials_from_rows(conn, rows), int(seq), int(queued))
+            return Changes(self._trials_from_rows(conn, rows), seq, queued)
 
     def _trials_from_rows(self, conn: Connection, rows: list[Any]) -> list[Trial]:
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
+        ids = [r.id for r in rows if r.extras]
         steps: dict[int, list[tuple[int, float]]] = {}
         named: dict[int, dict[str, str]] = {}
         for chunk in _chunks(ids, 500):  # SQLite limits the parameters of one statement
@@ -424,7 +427,7 @@ class SQLStorage(Storage):
 
     def recover_interrupted(self, study_id: int, requeue: bool = False) -> list[int]:
         def work(conn: Connection) -> list[int]:
-            seq, _ = self._lock_study(conn, study_id)
+            seq, _ = self._advance(conn, study_id)  # one recoverer at a time: a point is requeued once
             rows = conn.execute(
                 sa.select(trials.c.number, trials.c.params, trials.c.proposer, trials.c.rationale, workers)
                 .join(workers, workers.c.id == trials.c.worker_id, isouter=True)
@@ -440,9 +443,6 @@ class SQLStorage(Storage):
                     now,
                 )
             ]
-            if not dead:
-                return []
-            new_seq = seq + 1
             for r in dead:
                 conn.execute(
                     sa.update(trials)
@@ -452,7 +452,7 @@ class SQLStorage(Storage):
                         error=INTERRUPTED,
                         interrupted=True,
                         finished_at=now,
-                        seq=new_seq,
+                        seq=seq,
                     )
                 )
                 if requeue:
@@ -465,7 +465,6 @@ class SQLStorage(Storage):
                             created_at=now,
                         )
                     )
-            self._bump(conn, study_id, seq)
             return [int(r.number) for r in dead]
 
         return self._write(work)
@@ -473,7 +472,7 @@ class SQLStorage(Storage):
     # What a running trial reports ----------------------------------------------------------------------
     def report(self, study_id: int, number: int, step: int, value: float) -> None:
         def work(conn: Connection) -> None:
-            trial_id = self._touch(conn, study_id, number)
+            trial_id = self._touch(conn, study_id, number, extras=True)
             conn.execute(
                 sa.delete(intermediate_values).where(
                     intermediate_values.c.trial_id == trial_id, intermediate_values.c.step == step
@@ -516,7 +515,7 @@ class SQLStorage(Storage):
         def work(conn: Connection) -> None:
             if conn.execute(sa.select(artifacts.c.digest).where(artifacts.c.digest == digest)).first() is None:
                 raise StorageError(f"no artifact with digest {digest}; store it with put_artifact first")
-            trial_id = self._touch(conn, study_id, number)
+            trial_id = self._touch(conn, study_id, number, extras=True)
             conn.execute(
                 sa.delete(trial_artifacts).where(trial_artifacts.c.trial_id == trial_id, trial_artifacts.c.name == name)
             )

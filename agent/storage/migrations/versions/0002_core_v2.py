@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.add_column("trials", sa.Column("parents", sa.Text, nullable=False, server_default="[]"))
     op.add_column("trials", sa.Column("user_attrs", sa.Text, nullable=False, server_default="{}"))
     op.add_column("trials", sa.Column("seq", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("trials", sa.Column("extras", sa.Boolean, nullable=False, server_default=sa.false()))
     op.create_index("ix_trials_study_seq", "trials", ["study_id", "seq"])
     op.create_table(
         "intermediate_values",
