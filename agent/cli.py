@@ -121,24 +121,11 @@ def _interrupt(signum: int, frame: object) -> NoReturn:
 
 def _study_for(job: Job) -> Study:
     from agent.storage import StorageError
-    from agent.study import create_study
+    from agent.study import study_from_config
 
     console = _console()
     try:
-        study = create_study(
-            job.study.name,
-            job.space,
-            direction=job.study.direction,
-            storage=job.storage_url,
-            proposer=job.proposer.kind,
-            model=job.proposer.model,
-            metric=job.objective.metric,
-            seed=job.study.seed,
-            context=job.proposer.context,
-            load_if_exists=True,
-            api_key_env=job.proposer.api_key_env,
-            prices=job.prices,
-        )
+        study = study_from_config(job.config, job.space, load_if_exists=True)
     except (ValueError, StorageError) as exc:
         _fail(str(exc))
     done = len(study.trials)
@@ -207,11 +194,11 @@ def _run_with_progress(job: Job, study: Study) -> int:
             summary = study.optimize(
                 job.evaluator(),
                 budget=budget,
-                workers=job.study.workers,
+                workers=job.config.workers,
                 callbacks=[on_trial],
-                requeue_interrupted=job.study.requeue_interrupted,
+                requeue_interrupted=job.config.requeue_interrupted,
             )
-            stopped = summary.stopped_because
+            stopped: str = summary.stopped_because
         except KeyboardInterrupt:
             interrupted, stopped = True, "interrupted"
     _print_summary(study, stopped)

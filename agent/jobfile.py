@@ -1,32 +1,36 @@
 """Job files (TOML): parsed and checked completely before anything runs or is written.
 
 Every problem is reported with the TOML key it concerns and what was expected there, all of them at
-once, so a user fixes a job file in one pass. The format is DESIGN.md section 1.
+once, so a user fixes a job file in one pass.
+
+The settings themselves are defined once, in :mod:`agent.config`; a job file is a layout over them
+(:data:`LAYOUT` says where each key of ``[study]``, ``[objective]``, ``[proposer]`` and ``[budget]`` goes),
+so a setting added there is a job-file key here by one line. The other keys of ``[proposer]`` are the
+chosen proposer's options, checked by its options model; the ``[objective]`` table holds one objective
+kind (``command = [...]`` or ``function = "module:fn"``, see :mod:`tools.registry`) and its options.
 """
 
 from __future__ import annotations
 
-import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel
 
-from agent.budget import Budget, parse_duration
-from agent.llm import check_model_spec
-from agent.proposers import PROPOSER_KINDS
+from agent.budget import Budget
+from agent.config import Price, StudyConfig, config_problems
+from agent.errors import TunesmithError
+from agent.proposers import PROPOSERS
 from agent.space import InvalidCandidate, Space, SpaceError
-from agent.storage import DEFAULT_STORAGE
-from tools.command import BUILTIN_PLACEHOLDERS, CommandEvaluator, placeholders
 from tools.evaluation import Evaluator
-from tools.function import FunctionEvaluator
+from tools.registry import EVALUATORS, EvaluatorContext, choose_one, kinds_in
 
 
-class JobFileError(ValueError):
+class JobFileError(TunesmithError, ValueError):
     """A job file that cannot be run. ``problems`` holds one line per faulty key."""
 
     def __init__(self, path: Path, problems: list[str]) -> None:
@@ -35,66 +39,87 @@ class JobFileError(ValueError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
-class _Section(BaseModel):
-    # Strict: TOML is typed, so `trials = true` or `seed = "3"` is a mistake to report, not to convert.
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-#: Seconds, given as a number or a string such as "30m" (checked by :func:`parse_duration`).
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-class StudySection(_Section):
-    name: str = Field(min_length=1)
-    direction: Literal["minimize", "maximize"] = "minimize"
-    storage: str = DEFAULT_STORAGE
-    seed: int | None = None
-    workers: int = Field(default=1, ge=1)
-    requeue_interrupted: bool = False
-
-
-class ObjectiveSection(_Section):
-    command: list[str] | None = None
-    function: str | None = None
-    metric: str | None = None
-    timeout: Duration | None = None
-    env: dict[str, str] = Field(default_factory=dict)
-
-
-class Price(_Section):
-    input: float = Field(ge=0, description="USD per million prompt tokens")
-    output: float = Field(ge=0, description="USD per million completion tokens")
-
-
-class ProposerSection(_Section):
-    kind: str = "auto"
-    model: str | None = None
-    context: str | None = None
-    api_key_env: str | None = None
-    prices: dict[str, Price] = Field(default_factory=dict)
-
-
-class BudgetSection(_Section):
-    trials: int | None = Field(default=None, ge=1)
-    wall_time: Duration | None = None
-    tokens: int | None = Field(default=None, ge=1)
-    usd: float | None = Field(default=None, gt=0)
-
-
+#: Where each job-file key goes in a :class:`~agent.config.StudyConfig`, by table, in the order shown to users.
+LAYOUT: dict[str, dict[str, tuple[str, ...]]] = {
+    "study": {
+        "name": ("name",),
+        "direction": ("direction",),
+        "storage": ("storage",),
+        "seed": ("search", "seed"),
+        "workers": ("workers",),
+        "requeue_interrupted": ("requeue_interrupted",),
+    },
+    "objective": {"metric": ("metric",)},
+    "proposer": {
+        "kind": ("search", "proposer"),
+        "model": ("search", "model"),
+        "context": ("search", "context"),
+        "api_key_env": ("search", "api_key_env"),
+        "prices": ("search", "prices"),
+    },
+    "budget": {
+        "trials": ("budget", "trials"),
+        "wall_time": ("budget", "wall_time"),
+        "tokens": ("budget", "tokens"),
+        "usd": ("budget", "usd"),
+    },
+}
 _SECTIONS = ("study", "space", "objective", "proposer", "budget", "enqueue")
 _ALL_SECTIONS = "[study], [space], [objective], [proposer], [budget], [[enqueue]]"
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """The ``[objective]`` table, checked: its kind, that kind's options, and the target metric."""
+
+    kind: str
+    options: BaseModel
+    metric: str | None = None
+
+    def evaluator(self, folder: Path | None = None, space: Space | None = None) -> Evaluator:
+        return EVALUATORS.build(self.kind, self.options, EvaluatorContext(folder, space), where="objective")
+
+
+@dataclass(frozen=True)
+class StudySection:
+    """The ``[study]`` table as 0.x callers read it (``job.study.name``); new code reads :attr:`Job.config`."""
+
+    name: str
+    direction: str
+    storage: str
+    seed: int | None
+    workers: int
+    requeue_interrupted: bool
+
+
+@dataclass(frozen=True)
+class ProposerSection:
+    """The ``[proposer]`` table as 0.x callers read it (``job.proposer.model``); new code reads :attr:`Job.config`."""
+
+    kind: str
+    model: str | None
+    context: str | None
+    api_key_env: str | None
+    prices: dict[str, Price]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Job:
-    """A checked job file, ready to run."""
+    """A checked job file, ready to run.
+
+    Attributes:
+        path: the file.
+        config: every setting (the storage URL made absolute against the file's folder).
+        space: the ``[space]`` table.
+        objective: the ``[objective]`` table.
+        enqueue: the ``[[enqueue]]`` points.
+    """
 
     path: Path
-    study: StudySection
+    config: StudyConfig
     space: Space
-    objective: ObjectiveSection
-    proposer: ProposerSection
-    budget: Budget
+    objective: ObjectiveConfig
     enqueue: list[dict[str, Any]]
 
     @property
@@ -102,24 +127,33 @@ class Job:
         return self.path.parent
 
     @property
-    def prices(self) -> dict[str, tuple[float, float]]:
-        return {model: (price.input, price.output) for model, price in self.proposer.prices.items()}
-
-    @property
     def storage_url(self) -> str:
         """The storage URL, a relative SQLite path taken from the job file's folder."""
-        return resolve_storage(self.study.storage, self.folder)
+        return self.config.storage
+
+    @property
+    def budget(self) -> Budget:
+        budget = self.config.budget.to_budget()
+        assert budget is not None  # load_job requires trials or wall_time
+        return budget
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        return self.config.search.price_table()
+
+    @property
+    def study(self) -> StudySection:
+        c = self.config
+        return StudySection(c.name, c.direction, c.storage, c.search.seed, c.workers, c.requeue_interrupted)
+
+    @property
+    def proposer(self) -> ProposerSection:
+        s = self.config.search
+        model = None if s.model is None else str(s.model)
+        return ProposerSection(s.proposer, model, s.context, s.api_key_env, dict(s.prices), dict(s.proposer_options))
 
     def evaluator(self) -> Evaluator:
-        if self.objective.command is not None:
-            return CommandEvaluator(
-                self.objective.command,
-                timeout=self.objective.timeout,
-                cwd=self.folder,
-                env=self.objective.env,
-            )
-        assert self.objective.function is not None
-        return FunctionEvaluator(self.objective.function, timeout=self.objective.timeout, base_dir=self.folder)
+        return self.objective.evaluator(self.folder, self.space)
 
 
 def resolve_storage(url: str, folder: Path) -> str:
@@ -130,28 +164,20 @@ def resolve_storage(url: str, folder: Path) -> str:
     return url
 
 
-def _describe(section: str, model: type[_Section], error: Mapping[str, Any]) -> str:
-    key = ".".join([section, *(str(p) for p in error["loc"])])
-    if error["type"] == "missing":
-        return f"{key}: missing required key"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key (allowed here: {', '.join(model.model_fields)})"
-    if error["type"] in ("model_type", "dict_type"):
-        return f"{key}: expected a table, got {error['input']!r}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{key}: {message}" + ("" if message.endswith(repr(error["input"])) else f", got {error['input']!r}")
+def _toml_key(loc: Sequence[str | int]) -> tuple[str, str]:
+    """The table and the dotted TOML key of a StudyConfig location."""
+    loc = tuple(loc)
+    for section, keys in LAYOUT.items():
+        for key, path in keys.items():
+            if loc[: len(path)] == path:
+                return section, ".".join([section, key, *(str(p) for p in loc[len(path) :])])
+    if loc[:2] == ("search", "proposer_options"):
+        return "proposer", ".".join(["proposer", *(str(p) for p in loc[2:])])
+    return "study", ".".join(str(p) for p in loc)
 
 
-def _section(raw: Mapping[str, Any], name: str, model: type[_Section], problems: list[str]) -> Any:
-    table = raw.get(name, {})
-    if not isinstance(table, Mapping):
-        problems.append(f"{name}: expected a table, e.g. [{name}] on a line of its own, then its keys")
-        return None
-    try:
-        return model.model_validate(table)
-    except pydantic.ValidationError as exc:
-        problems.extend(_describe(name, model, e) for e in exc.errors())
-        return None
+def _unknown(section: str, key: str, allowed: Sequence[str]) -> str:
+    return f"{section}.{key}: unknown key (allowed here: {', '.join(allowed)})"
 
 
 def load_job(path: str | Path) -> Job:
@@ -173,101 +199,134 @@ def load_job(path: str | Path) -> Job:
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(path, [f"not valid TOML: {exc}"]) from None
 
-    problems = [
-        f"{key}: unknown section (allowed: {_ALL_SECTIONS})"
-        for key in raw
-        if key not in {*_SECTIONS, "space", "enqueue"}
-    ]
+    head = [f"{key}: unknown section (allowed: {_ALL_SECTIONS})" for key in raw if key not in _SECTIONS]
     if "study" not in raw:
-        problems.append('study: missing section; add [study] with name = "..."')
+        head.append('study: missing section; add [study] with name = "..."')
     if "objective" not in raw:
-        problems.append('objective: missing section; add [objective] with command = [...] or function = "module:fn"')
-    # In the order of a job file, so the problems read top to bottom.
-    study = _section(raw, "study", StudySection, problems)
+        head.append('objective: missing section; add [objective] with command = [...] or function = "module:fn"')
+    # Problems by table, reported in the order of a job file so that they read top to bottom.
+    found: dict[str, list[str]] = {section: [] for section in _SECTIONS}
+    tables: dict[str, Mapping[str, Any] | None] = {}
+    for section in ("study", "objective", "proposer", "budget"):
+        table = raw.get(section, {})
+        if isinstance(table, Mapping):
+            tables[section] = table
+        else:
+            tables[section] = None
+            found[section].append(f"{section}: expected a table, e.g. [{section}] on a line of its own, then its keys")
+
     space: Space | None = None
     try:
         space = Space.from_dict(raw.get("space", {}))
     except SpaceError as exc:
-        problems.append(str(exc))
-    objective = _section(raw, "objective", ObjectiveSection, problems)
-    if isinstance(raw.get("objective"), Mapping):  # checked even when another objective key is faulty
-        problems += _check_objective(raw["objective"], space, path.parent)
-    proposer = _section(raw, "proposer", ProposerSection, problems)
-    budget_section = _section(raw, "budget", BudgetSection, problems)
-    if proposer is not None:
-        problems += _check_proposer(proposer)
-    budget = None
-    if budget_section is not None:
-        if budget_section.trials is None and budget_section.wall_time is None:
-            problems.append("budget: set trials or wall_time (or both), e.g. trials = 40")
-        else:
-            budget = Budget(
-                trials=budget_section.trials,
-                wall_time=budget_section.wall_time,
-                tokens=budget_section.tokens,
-                usd=budget_section.usd,
-            )
+        found["space"].append(str(exc))
+
+    # The settings: each layout key to its StudyConfig place; other [study]/[budget] keys are unknown.
+    data: dict[str, Any] = {"search": {}, "budget": {}}
+    rest: dict[str, dict[str, Any]] = {"objective": {}, "proposer": {}}
+    for section, keys in LAYOUT.items():
+        for key, value in (tables[section] or {}).items():
+            if key in keys:
+                target = data
+                *parents, last = keys[key]
+                for parent in parents:
+                    target = target[parent]
+                target[last] = value
+            elif section in rest:
+                rest[section][key] = value
+            else:
+                found[section].append(_unknown(section, key, list(keys)))
+    # The other [proposer] keys are the kind's options; with an unknown kind there is nothing to check them by.
+    kind = data["search"].get("proposer", "auto")
+    data["search"]["proposer_options"] = rest["proposer"] if kind in PROPOSERS else {}
+    if isinstance(data.get("storage"), str):
+        data["storage"] = resolve_storage(data["storage"], path.parent)
+    config: StudyConfig | None = None
+    setting_problems: dict[str, list[str]] = {section: [] for section in _SECTIONS}
+    try:
+        config = StudyConfig.model_validate(data, strict=True)
+    except pydantic.ValidationError as exc:
+        option_keys = _option_keys(kind)
+        for error, line in zip(
+            exc.errors(),
+            config_problems(
+                exc,
+                lambda loc: _toml_key(loc)[1],
+                lambda loc: option_keys if loc[:2] == ("search", "proposer_options") else None,
+            ),
+            strict=True,
+        ):
+            setting_problems[_toml_key(tuple(error["loc"]))[0]].append(line)
+    for section in ("study", "proposer", "budget"):
+        found[section] += setting_problems[section]
+    if config is not None and config.search.model is not None and config.search.model.is_object:
+        found["proposer"].append(
+            f"proposer.model: {str(config.search.model)!r} is how a study records a client object, which a job "
+            'file cannot pass; name a model such as "local"'
+        )
+
+    objective: ObjectiveConfig | None = None
+    if "objective" in raw and tables["objective"] is not None:
+        objective = _objective(rest["objective"], setting_problems["objective"], space, path.parent, found["objective"])
+        if objective is not None and config is not None:
+            objective = ObjectiveConfig(objective.kind, objective.options, config.metric)
+    else:
+        found["objective"] += setting_problems["objective"]
+
+    budget_table = tables["budget"]
+    if (
+        budget_table is not None
+        and not found["budget"]
+        and "trials" not in budget_table
+        and "wall_time" not in budget_table
+    ):
+        found["budget"].append("budget: set trials or wall_time (or both), e.g. trials = 40")
+
     enqueue = raw.get("enqueue", [])
     if not isinstance(enqueue, list) or not all(isinstance(p, dict) for p in enqueue):
-        problems.append("enqueue: expected [[enqueue]] tables, one per point, with a value for each parameter")
+        found["enqueue"].append("enqueue: expected [[enqueue]] tables, one per point, with a value for each parameter")
     elif space is not None:
         for i, point in enumerate(enqueue):
             try:
                 space.validate({**space.defaults(), **point})
             except InvalidCandidate as exc:
-                problems += [f"enqueue[{i}].{p}" for p in exc.problems]
+                found["enqueue"] += [f"enqueue[{i}].{p}" for p in exc.problems]
+
+    problems = head + [line for section in _SECTIONS for line in found[section]]
     if problems:
         raise JobFileError(path, problems)
-    assert study is not None and space is not None and objective is not None
-    assert proposer is not None and budget is not None
-    return Job(path, study, space, objective, proposer, budget, enqueue)
+    assert config is not None and space is not None and objective is not None
+    return Job(path, config, space, objective, enqueue)
 
 
-def _check_proposer(proposer: ProposerSection) -> list[str]:
-    if proposer.kind not in PROPOSER_KINDS:
-        return [f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got {proposer.kind!r}"]
-    if proposer.kind == "llm" and proposer.model is None:
-        return ['proposer.model: the "llm" proposer needs a model, e.g. model = "local"']
-    if proposer.model is not None:
-        try:
-            check_model_spec(proposer.model)
-        except ValueError as exc:
-            return [f"proposer.model: {exc}"]
-    return []
+def _option_keys(kind: object) -> list[str]:
+    """What a ``[proposer]`` table may hold for proposer ``kind``: the settings, then the kind's options."""
+    options = PROPOSERS.options_model(str(kind)) if kind in PROPOSERS else None
+    return [*LAYOUT["proposer"], *(options.model_fields if options is not None else ())]
 
 
-def _check_objective(table: Mapping[str, Any], space: Space | None, folder: Path) -> list[str]:
-    """What the schema cannot see: one of command/function, placeholders, the program, the import."""
-    command, function = table.get("command"), table.get("function")
-    if (command is None) == (function is None):
-        return ['objective: set exactly one of command = ["python", "train.py", "{lr}"] or function = "module:fn"']
-    if command == []:
-        return ['objective.command: must not be empty, e.g. ["python", "train.py", "--lr", "{lr}"]']
-    if isinstance(command, list) and all(isinstance(item, str) for item in command):
-        return _check_command(command, space, folder)
-    if isinstance(function, str):
-        try:
-            FunctionEvaluator(function, base_dir=folder)
-        except ValueError as exc:
-            return [f"objective.function: {exc}"]
-    return []
-
-
-def _check_command(argv: list[str], space: Space | None, folder: Path) -> list[str]:
-    problems = []
-    known = [*(space or {}), *BUILTIN_PLACEHOLDERS]
-    for i, item in enumerate(argv):
-        try:
-            names = placeholders([item])
-        except ValueError as exc:
-            problems.append(f"objective.command[{i}]: not a valid template ({exc}); write {{{{ for a literal {{")
-            continue
-        for name in names:
-            if space is not None and name not in known:
-                problems.append(
-                    f"objective.command[{i}]: placeholder {{{name}}} is not a parameter (known: {', '.join(known)})"
-                )
-    program = argv[0]
-    if "{" not in program and shutil.which(program) is None and not (folder / program).exists():
-        problems.append(f"objective.command[0]: program {program!r} not found on PATH or in {folder}")
-    return problems
+def _objective(
+    table: Mapping[str, Any], metric_problems: list[str], space: Space | None, folder: Path, found: list[str]
+) -> ObjectiveConfig | None:
+    """Check the ``[objective]`` table but ``metric``: one kind, its options, and the kind's own checks."""
+    every = [*EVALUATORS.names(), *LAYOUT["objective"]]
+    for entry in EVALUATORS.entries():
+        every += [key for key in (entry.options.model_fields if entry.options else ()) if key not in every]
+    found += [_unknown("objective", key, every) for key in table if key not in every]
+    found += metric_problems
+    kinds = kinds_in(table)
+    if len(kinds) != 1:
+        found.append(f"objective: {choose_one()}")
+        return None
+    kind = kinds[0]
+    model = EVALUATORS.options_model(kind)
+    own = list(model.model_fields) if model is not None else list(table)
+    for key in table:
+        if key in every and key not in own:
+            found.append(f"objective.{key}: not used by a {kind} objective (its keys: {', '.join(own)})")
+    options = {key: value for key, value in table.items() if key in own}
+    problems = EVALUATORS.problems(kind, options, EvaluatorContext(folder, space), where="objective")
+    found += problems
+    if problems or model is None:
+        return None
+    return ObjectiveConfig(kind, model.model_validate(options, strict=True))

@@ -170,7 +170,7 @@ class Coordinator:
         if self.n_trials is not None and self._started >= self.n_trials:
             return StopReason.N_TRIALS
         spent = self.study.spend() if self.account.counts_spend else None
-        exhausted = self.account.exhausted(spent)
+        exhausted = self.account.exhausted(spent) or self.study.model_refused
         if exhausted is not None:
             return StopReason(exhausted)
         try:

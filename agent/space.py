@@ -7,6 +7,10 @@ reports all of its problems at once so that a model can be asked to repair them 
 
 Text and Code parameters have no place in the unit cube: only the model proposes them, and numeric
 proposers carry their current value along.
+
+Parameter types are looked up by their job-file name (``type = "float"``) in :data:`PARAM_TYPES`. A new
+type subclasses one of the five families, so that every proposer already knows how to search it, and is
+added with :func:`register_param_type`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, ClassVar, TypeAlias
+from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
+
+from agent.errors import TunesmithError
+from agent.registry import Registry
 
 Scalar: TypeAlias = str | int | float | bool | None
 ParamValue: TypeAlias = Scalar
@@ -27,7 +34,7 @@ ParamValue: TypeAlias = Scalar
 _NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
-class SpaceError(ValueError):
+class SpaceError(TunesmithError, ValueError):
     """A search space that cannot be built; the message names the parameter and the fix.
 
     ``detail`` is the message without the parameter's repr, for callers that name it their own way
@@ -39,7 +46,7 @@ class SpaceError(ValueError):
         super().__init__(detail if param is None else f"{param!r}: {detail}")
 
 
-class InvalidCandidate(ValueError):
+class InvalidCandidate(TunesmithError, ValueError):
     """A candidate that does not fit the space. ``problems`` lists every problem, one line each."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -290,7 +297,33 @@ class Code(Text):
 
 Param: TypeAlias = Float | Int | Categorical | Text | Code
 NumericParam: TypeAlias = Float | Int | Categorical
-PARAM_TYPES: dict[str, type[Param]] = {cls.kind: cls for cls in (Float, Int, Categorical, Text, Code)}
+P = TypeVar("P", bound=type[Param])
+
+#: Parameter types by job-file name; each entry's ``meta["cls"]`` is the class.
+PARAM_TYPES: Registry[Param] = Registry("parameter type", field="type")
+
+
+def register_param_type(cls: P, *, replace: bool = False) -> P:
+    """Make ``cls`` usable in spaces and job files under ``cls.kind``; usable as a class decorator.
+
+    ``cls`` must be a frozen dataclass subclassing Float, Int, Categorical, Text or Code: proposers search a
+    parameter through its family (the unit cube for numbers and choices, the model alone for text), so a
+    new type refines one (a percentage is a Float from 0 to 100) rather than inventing a search of its own.
+
+    Raises:
+        SpaceError: ``cls`` is not such a class, or has no ``kind`` of its own.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Float | Int | Categorical | Text) and is_dataclass(cls)):
+        raise SpaceError(f"{cls!r} must be a dataclass subclassing Float, Int, Categorical, Text or Code")
+    kind = cls.__dict__.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise SpaceError(f'{cls.__name__} needs a kind of its own, e.g. kind: ClassVar[str] = "percent"')
+    PARAM_TYPES.register(kind, lambda options, context: cls(**options), replace=replace, cls=cls)
+    return cls
+
+
+for _builtin in (Float, Int, Categorical, Text, Code):
+    register_param_type(_builtin)
 
 
 def _check_name(name: object) -> None:
@@ -499,9 +532,9 @@ def _param_from_dict(where: str, entry: object) -> Param:
     if not isinstance(entry, Mapping):
         raise SpaceError(f'{where}: expected a table such as {{ type = "float", low = 0, high = 1 }}')
     kind = entry.get("type")
-    if kind not in PARAM_TYPES:
+    if not isinstance(kind, str) or kind not in PARAM_TYPES:
         raise SpaceError(f"{where}.type: expected one of {kinds}, got {_show(kind)}")
-    cls = PARAM_TYPES[kind]
+    cls: type[Param] = PARAM_TYPES.get(kind).meta["cls"]
     allowed = [f.name for f in fields(cls)]
     rest = {k: v for k, v in entry.items() if k != "type"}
     for key in rest:
@@ -515,7 +548,7 @@ def _param_from_dict(where: str, entry: object) -> Param:
     for key in ("low", "high"):
         if key in rest and not _is_number(rest[key]):
             raise SpaceError(f"{where}.{key}: expected a number, got {_show(rest[key])}")
-        if key in rest and cls is Int and not isinstance(rest[key], int):
+        if key in rest and issubclass(cls, Int) and not isinstance(rest[key], int):
             raise SpaceError(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
     for key in ("step", "max_length"):
         if key in rest and (not isinstance(rest[key], int) or isinstance(rest[key], bool)):

@@ -12,7 +12,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +20,11 @@ import numpy as np
 
 from agent.budget import Budget
 from agent.cache import TrialCache
+from agent.config import SearchConfig, StudyConfig
 from agent.executors import Executor, make_executor
-from agent.llm import LLMClient, check_model_spec, is_local_spec
-from agent.llm.pricing import cost_usd
+from agent.llm import LLMClient, ModelSpec
 from agent.loop import Callback, Coordinator, RunSummary
-from agent.proposers import PROPOSER_KINDS, Proposer, RandomProposer, StudyView, make_proposer
+from agent.proposers import PROPOSERS, Proposer, ProposerContext, RandomProposer, StudyView, make_proposer, uses_model
 from agent.proposers.base import Direction
 from agent.space import ParamValue, Space
 from agent.storage import (
@@ -46,6 +46,7 @@ from tools.function import FunctionEvaluator
 if TYPE_CHECKING:
     import pandas
 
+    from agent.llm.gateway import ModelGateway
     from agent.storage.base import Clash
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class Study:
         self.space = Space.from_dict(record.space)
         self._proposer = proposer
         self._llm = llm
+        #: How the study searches, typed (its stored settings, any release's; never refused on reading).
+        self.search = SearchConfig.from_settings(record.settings)
+        self._gateway: ModelGateway | None = None
+        self._run_budget: Budget | None = None
         self._cache = TrialCache(storage, record.id, self.space)
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
@@ -87,28 +92,30 @@ class Study:
         leaves the study with its model-free partner, BO, and a warning saying why.
         """
         if self._proposer is None:
-            llm = self._llm
-            spec = self._record.settings.get("model")
-            kind = self.proposer_kind
-            if llm is None and spec and kind in ("auto", "llm"):
+            search = self.search
+            kind = search.proposer
+            if search.model is not None and kind in PROPOSERS and uses_model(kind):
                 try:
                     from agent.llm import make_client
+                    from agent.llm.gateway import ModelGateway
 
-                    llm = make_client(spec, self._storage, self._record.settings.get("api_key_env"))
-                except Exception as exc:
-                    log.warning("the model %r cannot be used (%s); proposing with BO instead", spec, exc)
+                    client = self._llm or make_client(search.model, self._storage, search.api_key_env)
+                    self._gateway = ModelGateway(
+                        client, self._storage, self.id, free=search.model.is_free, prices=search.price_table()
+                    )
+                    self._gateway.budget = self._run_budget
+                except Exception as exc:  # ConfigError: a client object not passed again; LLMError: no backend
+                    log.warning("the model %s cannot be used (%s); proposing with BO instead", search.model, exc)
                     kind = "bo"
-            self._proposer = make_proposer(kind, self.seed, llm, self._record_call, self.metric)
+            options = search.proposer_options if kind == search.proposer else {}
+            context = ProposerContext(seed=self.seed, metric=self.metric, gateway=self._gateway)
+            self._proposer = make_proposer(kind, options, context)
         return self._proposer
 
-    def _record_call(self, call: LLMCallRecord) -> int:
-        prices = {k: (float(v[0]), float(v[1])) for k, v in (self._record.settings.get("prices") or {}).items()}
-        usd = (
-            0.0
-            if is_local_spec(self.model)
-            else cost_usd(call.model, call.prompt_tokens, call.completion_tokens, prices)
-        )
-        return self._storage.record_llm_call(self.id, replace(call, usd=usd))
+    @property
+    def model_refused(self) -> str | None:
+        """Why the study's model refused its last call under the current budget ("token budget", ...), or None."""
+        return None if self._gateway is None else self._gateway.refused
 
     def spend(self) -> Spend:
         """Tokens and money the study's model calls have used so far."""
@@ -139,21 +146,21 @@ class Study:
 
     @property
     def seed(self) -> int | None:
-        seed = self._record.settings.get("seed")
+        seed = self.search.seed
         return None if seed is None else int(seed)
 
     @property
     def proposer_kind(self) -> str:
-        return str(self._record.settings.get("proposer", "auto"))
+        return self.search.proposer
 
     @property
     def model(self) -> str | None:
         """The ``model=`` setting (a spec such as ``"local"``), or None when the study has no model."""
-        return self._record.settings.get("model")
+        return None if self.search.model is None else str(self.search.model)
 
     @property
     def context(self) -> str | None:
-        return self._record.settings.get("context")
+        return self.search.context
 
     @property
     def storage(self) -> Storage:
@@ -207,11 +214,22 @@ class Study:
         runner = make_executor(executor or ("threads" if workers > 1 else "inline"), workers)
         self.recover_interrupted(requeue=requeue_interrupted)
         self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
+        self._run_budget = budget
+        if self._gateway is not None:
+            self._gateway.budget = budget
         try:
-            return Coordinator(self, evaluator, runner, n_trials, budget, callbacks).run()
+            summary = Coordinator(self, evaluator, runner, n_trials, budget, callbacks).run()
+        except BaseException:
+            self._prepared = None  # made for a run that is over; an interrupted run does not wait for it
+            raise
         finally:
             self.prefetch = False
-            self._prepared = None
+        # A proposal still being prepared (the run stopped on a budget) is let finish: a thread left inside
+        # BoTorch or a model call when the interpreter exits aborts it. An interrupted run does not wait.
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            wait([prepared])
+        return summary
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
@@ -523,6 +541,7 @@ def create_study(
     load_if_exists: bool = False,
     api_key_env: str | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    proposer_options: Mapping[str, Any] | None = None,
 ) -> Study:
     """Create a study (or, with ``load_if_exists``, open the one of that name if it matches).
 
@@ -548,28 +567,47 @@ def create_study(
         ValueError: an argument is invalid, or the existing study differs in space or direction.
         StorageError: the name is taken and ``load_if_exists`` is False.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("a study needs a non-empty name")
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
     if not isinstance(space, Space):
         raise ValueError(f"space must be a Space, got {type(space).__name__}")
-    if proposer not in PROPOSER_KINDS:
-        raise ValueError(f"unknown proposer {proposer!r}; expected one of {', '.join(PROPOSER_KINDS)}")
-    if proposer == "llm" and model is None:
-        raise ValueError('proposer "llm" needs a model, e.g. model="local"')
-    if isinstance(model, str):
-        check_model_spec(model)
-    db = open_storage(storage, create=True)
-    llm = None if model is None or isinstance(model, str) else model
-    settings = {
-        "proposer": proposer,
-        "seed": seed,
-        "context": context,
-        "model": model if isinstance(model, str) or model is None else f"object:{model.model}",
-        "api_key_env": api_key_env,
-        "prices": {k: list(v) for k, v in (prices or {}).items()},
-    }
+    # Every argument checked at once, each faulty one named (OptionsError: a ConfigError, a ValueError).
+    config = StudyConfig.from_kwargs(
+        name,
+        direction=direction,
+        metric=metric,
+        storage=storage,
+        proposer=proposer,
+        proposer_options=proposer_options,
+        model=model,
+        seed=seed,
+        context=context,
+        api_key_env=api_key_env,
+        prices=prices,
+    )
+    llm = None if model is None or isinstance(model, str | ModelSpec) else model
+    return study_from_config(
+        config,
+        space,
+        storage=storage if isinstance(storage, Storage) else None,
+        client=llm,
+        load_if_exists=load_if_exists,
+    )
+
+
+def study_from_config(
+    config: StudyConfig,
+    space: Space,
+    *,
+    storage: Storage | None = None,
+    client: LLMClient | None = None,
+    load_if_exists: bool = False,
+) -> Study:
+    """Create (or, with ``load_if_exists``, reopen) the study ``config`` describes: what create_study and the
+    CLI share. ``storage`` overrides ``config.storage`` with an open Storage; ``client`` is the model object
+    when ``config.search.model`` records one (``object:<name>``)."""
+    name, direction, metric = config.name, config.direction, config.metric
+    db = storage if storage is not None else open_storage(config.storage, create=True)
+    llm = client
+    settings = config.search.to_settings()
     existing = db.get_study(name)
     if existing is None:
         try:

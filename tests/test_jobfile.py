@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from agent.config import StudyConfig
+from agent.errors import TunesmithError
 from agent.jobfile import Job, JobFileError, load_job
-from agent.proposers import PROPOSER_KINDS
-from agent.space import Categorical, Float, Int, Space, SpaceError
+from agent.llm import ModelSpec
+from agent.proposers import PROPOSERS
+from agent.registry import Options
+from agent.space import Categorical, Float, Int, ParamValue, Space, SpaceError
+from agent.trial import Trial
 from tests.tools.conftest import make_trial
-from tools.command import CommandEvaluator
+from tools.command import CommandEvaluator, CommandOptions
+from tools.evaluation import Evaluation
 from tools.function import FunctionEvaluator
+from tools.registry import EVALUATORS, EvaluatorContext
 
 PY = json.dumps(sys.executable)  # a TOML basic string holding this interpreter's path
 
@@ -91,6 +98,100 @@ def test_a_function_objective_is_imported_from_the_job_folder(tmp_path: Path) ->
     assert isinstance(evaluator, FunctionEvaluator)
     assert evaluator.timeout_s == 60.0
     assert evaluator.evaluate({"lr": 0.01}, make_trial()).output == 0.01
+
+
+def test_the_job_is_one_study_config(tmp_path: Path) -> None:
+    text = job_text(
+        '[proposer]\nkind = "auto"\nmodel = "local"\ncontext = "digits"\nzero_shot = 2\n'
+        'prices = { "m" = { input = 1, output = 2 } }\n',
+        study='name = "demo"\nstorage = "sqlite:///demo.db"\nseed = 3\nworkers = 2\n',
+        budget='trials = 4\nwall_time = "1m"\nusd = 0.5\n',
+    )
+    job = load_job(write_job(tmp_path, text))
+    assert job.config == StudyConfig(
+        name="demo",
+        direction="minimize",
+        metric="loss",
+        storage=f"sqlite:///{tmp_path.resolve() / 'demo.db'}",
+        search={
+            "proposer": "auto",
+            "proposer_options": {"zero_shot": 2},
+            "model": "local",
+            "context": "digits",
+            "seed": 3,
+            "prices": {"m": {"input": 1.0, "output": 2.0}},
+        },
+        workers=2,
+        budget={"trials": 4, "wall_time": 60.0, "usd": 0.5},
+    )
+    assert job.config.search.model == ModelSpec("local")
+    assert job.config.search.options().zero_shot == 2
+    # What 0.x callers read stays where it was.
+    assert (job.study.name, job.study.seed, job.study.workers) == ("demo", 3, 2)
+    assert (job.proposer.kind, job.proposer.model, job.proposer.context) == ("auto", "local", "digits")
+    assert job.prices == {"m": (1.0, 2.0)} and job.objective.metric == "loss"
+
+
+def test_a_function_objective_refuses_the_keys_of_a_command(tmp_path: Path) -> None:
+    module = "tsjob_objective_with_env"
+    (tmp_path / f"{module}.py").write_text("def objective(params):\n    return params['lr']\n")
+    path = write_job(tmp_path, job_text(objective=f'function = "{module}:objective"\nenv = {{ A = "1" }}\n'))
+    assert problems_of(path) == ["objective.env: not used by a function objective (its keys: function, timeout)"]
+
+
+class Temperature(Options):
+    start: float = 1.0
+
+
+@pytest.fixture
+def anneal_kind() -> Iterator[str]:
+    PROPOSERS.register("anneal", lambda options, context: None, options=Temperature)
+    yield "anneal"
+    PROPOSERS.unregister("anneal")
+
+
+def test_a_registered_proposer_kind_takes_its_options_from_the_job_file(tmp_path: Path, anneal_kind: str) -> None:
+    job = load_job(write_job(tmp_path, job_text(f'[proposer]\nkind = "{anneal_kind}"\nstart = 2\n')))
+    assert job.config.search.proposer == "anneal" and job.config.search.options() == Temperature(start=2.0)
+    path = write_job(tmp_path, job_text(f'[proposer]\nkind = "{anneal_kind}"\nstart = "hot"\n'))
+    assert problems_of(path) == ["proposer.start: Input should be a valid number, got 'hot'"]
+
+
+class ConstantOptions(Options):
+    constant: float
+
+
+class Constant:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
+        return Evaluation(self.value)
+
+
+@pytest.fixture
+def constant_kind() -> Iterator[str]:
+    def build(options: ConstantOptions, context: EvaluatorContext) -> Constant:
+        return Constant(options.constant)
+
+    EVALUATORS.register("constant", build, options=ConstantOptions, example="constant = 1.0")
+    yield "constant"
+    EVALUATORS.unregister("constant")
+
+
+def test_a_registered_objective_kind_is_a_job_file_key(tmp_path: Path, constant_kind: str) -> None:
+    job = load_job(write_job(tmp_path, job_text(objective="constant = 0.5\n")))
+    assert job.objective.kind == "constant"
+    assert job.evaluator().evaluate({}, make_trial()).output == 0.5
+    assert problems_of(write_job(tmp_path, job_text(objective='metric = "loss"\n'))) == [
+        'objective: set exactly one of command = ["python", "train.py", "{lr}"], function = "module:fn" '
+        "or constant = 1.0"
+    ]
+
+
+def test_job_file_errors_are_tunesmith_errors(tmp_path: Path) -> None:
+    with pytest.raises(TunesmithError):
+        load_job(tmp_path / "missing.toml")
 
 
 # Broken job files ---------------------------------------------------------------------------------------
@@ -229,7 +330,7 @@ BROKEN = [
     (
         "unknown proposer",
         job_text('[proposer]\nkind = "genetic"\n'),
-        [f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSER_KINDS)}, got 'genetic'"],
+        [f"proposer.kind: expected one of {', '.join(repr(k) for k in PROPOSERS.names())}, got 'genetic'"],
     ),
     (
         "model spec not understood",
@@ -253,6 +354,35 @@ BROKEN = [
         "a negative money budget",
         job_text(budget="trials = 3\nusd = -1.0\n"),
         ["budget.usd: Input should be greater than 0, got -1.0"],
+    ),
+    (
+        "proposer options of the wrong type",
+        job_text('[proposer]\nkind = "auto"\nbatch_size = "4"\ntemperature = 3.0\n'),
+        [
+            "proposer.batch_size: Input should be a valid integer, got '4'",
+            "proposer.temperature: Input should be less than or equal to 2, got 3.0",
+        ],
+    ),
+    (
+        "an option of another proposer",
+        job_text('[proposer]\nkind = "bo"\nbatch_size = 4\n'),
+        [
+            "proposer.batch_size: unknown key (allowed here: kind, model, context, api_key_env, prices, "
+            "num_restarts, raw_samples)"
+        ],
+    ),
+    (
+        "the record of a client object as a model",
+        job_text('[proposer]\nmodel = "object:scripted"\n'),
+        [
+            "proposer.model: 'object:scripted' is how a study records a client object, which a job file cannot "
+            'pass; name a model such as "local"'
+        ],
+    ),
+    (
+        "a seed that is a string",
+        job_text(study='name = "demo"\nseed = "3"\n'),
+        ["study.seed: Input should be a valid integer, got '3'"],
     ),
     (
         "invalid TOML",
@@ -307,7 +437,8 @@ def test_program_not_found(tmp_path: Path) -> None:
 def test_program_relative_to_the_job_folder_is_found(tmp_path: Path) -> None:
     (tmp_path / "run.sh").write_text("#!/bin/sh\necho '{\"loss\": 1}'\n")
     job = load_job(write_job(tmp_path, job_text(objective='command = ["run.sh", "{lr}"]\n')))
-    assert job.objective.command == ["run.sh", "{lr}"]
+    assert job.objective.kind == "command"
+    assert job.objective.options == CommandOptions(command=["run.sh", "{lr}"])
 
 
 def test_file_not_found(tmp_path: Path) -> None:

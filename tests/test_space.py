@@ -1,13 +1,28 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.space import Categorical, Code, Float, Int, InvalidCandidate, Space, Text
+from agent.errors import TunesmithError
+from agent.space import (
+    PARAM_TYPES,
+    Categorical,
+    Code,
+    Float,
+    Int,
+    InvalidCandidate,
+    Space,
+    SpaceError,
+    Text,
+    register_param_type,
+)
 
 MIXED = Space(
     lr=Float(1e-5, 1e-1, log=True),
@@ -126,3 +141,61 @@ def test_text_and_code_have_no_cube_dimensions_and_serialize() -> None:
     assert [n for n, _ in MIXED.text_items()] == ["prompt", "patch"]
     assert Space.from_dict(MIXED.to_dict()) == MIXED
     assert isinstance(Space.from_dict(MIXED.to_dict())["patch"], Code)
+
+
+# Parameter types of one's own ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Percent(Float):
+    """A Float from 0 to 100 unless told otherwise: a refinement, searched as any Float is."""
+
+    low: float = 0.0
+    high: float = 100.0
+
+    kind: ClassVar[str] = "percent"
+
+
+@pytest.fixture
+def percent() -> Iterator[type[Percent]]:
+    register_param_type(Percent)
+    yield Percent
+    PARAM_TYPES.unregister("percent")
+
+
+def test_a_registered_type_is_usable_in_spaces_and_job_files(percent: type[Percent]) -> None:
+    assert PARAM_TYPES.names() == ("float", "int", "categorical", "text", "code", "percent")
+    space = Space.from_dict({"share": {"type": "percent"}, "cap": {"type": "percent", "high": 50}})
+    assert space == Space(share=Percent(), cap=Percent(high=50))
+    assert space.to_dict()["share"] == {"type": "percent", "low": 0.0, "high": 100.0, "log": False}
+    assert Space.from_dict(space.to_dict()) == space
+    assert space.problems(space.decode(np.full(space.n_dims, 0.5))) == []
+    with pytest.raises(SpaceError, match=r"^space\.share\.lgo: unknown key for a percent parameter"):
+        Space.from_dict({"share": {"type": "percent", "lgo": True}})
+
+
+def test_an_unknown_type_lists_the_registered_ones(percent: type[Percent]) -> None:
+    with pytest.raises(SpaceError) as info:
+        Space.from_dict({"x": {"type": "double"}})
+    assert str(info.value) == (
+        'space.x.type: expected one of "float", "int", "categorical", "text", "code", "percent", got \'double\''
+    )
+
+
+def test_a_type_must_refine_a_family_and_have_its_own_kind() -> None:
+    @dataclass(frozen=True)
+    class Loose:
+        kind: ClassVar[str] = "loose"
+
+    @dataclass(frozen=True)
+    class Unnamed(Float):
+        pass
+
+    with pytest.raises(SpaceError, match="must be a dataclass subclassing Float, Int, Categorical, Text or Code"):
+        register_param_type(Loose)  # type: ignore[type-var]
+    with pytest.raises(SpaceError, match="needs a kind of its own"):
+        register_param_type(Unnamed)
+    assert "loose" not in PARAM_TYPES and PARAM_TYPES.names()[-1] == "code"
+
+
+def test_space_errors_are_tunesmith_errors() -> None:
+    for error in (SpaceError("x"), InvalidCandidate(["x: bad"])):
+        assert isinstance(error, TunesmithError) and isinstance(error, ValueError)

@@ -1,14 +1,24 @@
-"""Evaluators: how a candidate is turned into a score (the EVALUATE stage of the loop)."""
+"""Evaluators: how a candidate is turned into a score (the EVALUATE stage of the loop).
 
-from tools.command import CommandEvaluator
+Objective kinds are looked up in :data:`EVALUATORS` (see :mod:`tools.registry` for adding one); importing
+this package registers the built-in ``command`` and ``function``.
+"""
+
+from tools.command import CommandEvaluator, CommandOptions
 from tools.evaluation import Evaluation, Evaluator, ObjectiveOutputError, read_outcome
-from tools.function import FunctionEvaluator
+from tools.function import FunctionEvaluator, FunctionOptions
+from tools.registry import EVALUATORS, EvaluatorContext, make_evaluator
 
 __all__ = [
+    "EVALUATORS",
     "CommandEvaluator",
+    "CommandOptions",
     "Evaluation",
     "Evaluator",
+    "EvaluatorContext",
     "FunctionEvaluator",
+    "FunctionOptions",
     "ObjectiveOutputError",
+    "make_evaluator",
     "read_outcome",
 ]

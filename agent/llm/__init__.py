@@ -1,6 +1,7 @@
-"""Model backends (DESIGN.md section 4): one protocol, several ways to reach a model.
+"""Model backends: one protocol, several ways to reach a model.
 
-``make_client`` turns the ``model=`` setting of a study into a client:
+The ``model=`` setting of a study is parsed once into a :class:`ModelSpec` (:mod:`agent.llm.spec`), and
+``make_client`` builds its client through the backend registry:
 
 * ``"local"`` — SmolLM2-135M in an in-process llama.cpp server (:mod:`agent.llm.local`)
 * ``"gguf:/path/model.gguf"`` — any GGUF file, same server
@@ -8,84 +9,51 @@
 * ``"http://host:8000/v1#qwen2.5-7b"`` — any OpenAI-compatible server
 * ``"hf:/path/to/model"`` — transformers with grammar-constrained decoding (:mod:`agent.llm.transformers`)
 * ``"replay:STUDY"`` — the recorded replies of another study in the same storage
+
+A new backend is a factory plus :func:`register_backend`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from agent.llm.client import Completion, LLMClient, LLMError, Message, extract_json
+from agent.llm.spec import BACKENDS, BackendContext, ModelSpec, make_client, model_forms, register_backend
 
-if TYPE_CHECKING:
-    from agent.storage import Storage
-
-MODEL_FORMS = (
-    '"local", "gguf:/path/model.gguf", "openai:<model>", "http://host:port/v1#<model>", "hf:/path", "replay:<study>"'
-)
+#: The spec forms of the built-in backends, for messages (:func:`model_forms` includes registered ones).
+MODEL_FORMS = model_forms()
 
 
-def is_local_spec(spec: str | None) -> bool:
+def is_local_spec(spec: ModelSpec | str | None) -> bool:
     """Models that run on this machine (or replay a record), whose calls cost no money."""
-    return spec is not None and (spec == "local" or spec.startswith(("gguf:", "hf:", "replay:")))
+    if spec is None:
+        return False
+    try:
+        return ModelSpec.parse(spec).is_free
+    except ValueError:
+        return False
 
 
-def check_model_spec(spec: str) -> None:
-    """Raise ValueError, naming the accepted forms, when ``spec`` is none of them (nothing is started)."""
-    if spec == "local" or spec.startswith(("gguf:", "openai:", "hf:", "replay:")):
-        if spec != "local" and not spec.split(":", 1)[1]:
-            raise ValueError(f"model {spec!r} names nothing after the colon; expected one of {MODEL_FORMS}")
-        return
-    if spec.startswith(("http://", "https://")) and "#" in spec and spec.rsplit("#", 1)[1]:
-        return
-    raise ValueError(f"model {spec!r} is not understood; expected one of {MODEL_FORMS}")
-
-
-def make_client(spec: str, storage: Storage | None = None, api_key_env: str | None = None) -> LLMClient:
-    """Build the client a ``model=`` setting names; backends load lazily, only when used.
+def check_model_spec(spec: ModelSpec | str) -> ModelSpec:
+    """Parse ``spec`` (nothing is started); returns the parsed spec.
 
     Raises:
-        ValueError: the spec is none of the accepted forms.
-        LLMError: the backend cannot start (missing package or model file; the message says what to install).
+        ConfigError: none of the accepted forms; the message names them.
     """
-    check_model_spec(spec)
-    if spec == "local":
-        from agent.llm.local import local_client
-
-        return local_client()
-    kind, _, rest = spec.partition(":")
-    if kind == "gguf":
-        from agent.llm.local import local_client
-
-        return local_client(Path(rest))
-    if kind == "hf":
-        from agent.llm.transformers import TransformersClient
-
-        return TransformersClient(rest)
-    if kind == "replay":
-        from agent.llm.replay import ReplayClient
-
-        if storage is None:
-            raise ValueError("replay needs the storage that holds the recorded study")
-        return ReplayClient(storage, rest)
-    from agent.llm.openai import client_from_spec
-
-    if kind == "openai":
-        return client_from_spec(spec, api_key_env=api_key_env or "OPENAI_API_KEY")
-    if api_key_env is None:
-        # Another server gets a key only when the job names the variable: OPENAI_API_KEY must not be sent
-        # to whatever URL a job file points at.
-        return client_from_spec(spec, api_key="unused")
-    return client_from_spec(spec, api_key_env=api_key_env)
+    return ModelSpec.parse(spec)
 
 
 __all__ = [
+    "BACKENDS",
     "MODEL_FORMS",
+    "BackendContext",
     "Completion",
     "LLMClient",
     "LLMError",
     "Message",
+    "ModelSpec",
     "check_model_spec",
     "extract_json",
+    "is_local_spec",
     "make_client",
+    "model_forms",
+    "register_backend",
 ]

@@ -14,16 +14,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from agent.errors import TunesmithError
+
 #: A chat message: ``{"role": "system" | "user" | "assistant", "content": "..."}``.
 Message = Mapping[str, str]
 
 
-class LLMError(RuntimeError):
-    """A model call that failed for good (retries exhausted, server gone, unusable reply)."""
+class LLMError(TunesmithError, RuntimeError):
+    """A model call that failed for good (retries exhausted, server gone, unusable reply).
+
+    ``attempts`` counts the requests made (0 when none was: a budget refused the call). ``call_id`` is the
+    stored record of the failed call, set by the :class:`~agent.llm.gateway.ModelGateway` that stored it.
+    """
 
     def __init__(self, message: str, attempts: int = 1) -> None:
         super().__init__(message)
         self.attempts = attempts
+        self.call_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class Completion:
         model: the model that answered.
         attempts: requests made, 1 when the first one succeeded.
         mode: how structure was requested: ``"json_schema"``, ``"json_object"``, ``"grammar"`` or ``"text"``.
+        call_id: the stored record of this call; set by the :class:`~agent.llm.gateway.ModelGateway`, which
+            stores every call (a backend leaves it None).
     """
 
     text: str
@@ -50,6 +59,7 @@ class Completion:
     model: str
     attempts: int = 1
     mode: str = "text"
+    call_id: int | None = None
 
     @property
     def total_tokens(self) -> int:

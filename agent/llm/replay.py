@@ -3,11 +3,13 @@
 Calls are answered in the order they were recorded. With the same seed, space and objective, a study
 asks the same questions in the same order, so it gets the same answers and makes the same proposals. A
 question that differs from the recorded one is logged: the replay then no longer reproduces the run.
+Calls refused by a budget were never made, so they are not recorded and not replayed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +31,7 @@ class ReplayClient:
             raise LLMError(f"replay: study {study_name!r} has no recorded model calls")
         self.model = self._calls[0].model
         self._next = 0
+        self._lock = threading.Lock()  # concurrent callers must each get their own recorded call
 
     def complete(
         self,
@@ -37,12 +40,14 @@ class ReplayClient:
         temperature: float = 0.7,
         max_tokens: int = 1024,
     ) -> Completion:
-        if self._next >= len(self._calls):
-            raise LLMError(f"replay: all {len(self._calls)} recorded calls have been used")
-        call = self._calls[self._next]
-        self._next += 1
+        with self._lock:
+            if self._next >= len(self._calls):
+                raise LLMError(f"replay: all {len(self._calls)} recorded calls have been used")
+            call = self._calls[self._next]
+            self._next += 1
+            number = self._next
         if [dict(m) for m in messages] != call.messages:
-            log.warning("replay: call %d was asked a different question than recorded", self._next)
+            log.warning("replay: call %d was asked a different question than recorded", number)
         if call.reply is None:
             raise LLMError(f"replay: recorded failure: {call.error}", attempts=call.attempts)
         return Completion(

@@ -25,9 +25,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
 from agent.proposers.base import SeenPoints, StudyView
 from agent.proposers.random import RandomProposer
+from agent.proposers.registry import PROPOSERS, ProposerContext
+from agent.registry import Options
 from agent.space import Categorical, Float, Int, ParamValue, Space
 from agent.trial import Proposal, TrialState
 
@@ -294,3 +297,18 @@ def _tensor(rows: Sequence[np.ndarray], n_dims: int) -> torch.Tensor:
     if not rows:
         return torch.empty(0, n_dims, dtype=torch.float64)
     return torch.tensor(np.stack(rows), dtype=torch.float64)
+
+
+class BOOptions(Options):
+    """Options of ``bo`` (and of the BO partner of ``llm`` and ``auto``): the acquisition optimizer's effort."""
+
+    num_restarts: int = Field(default=8, ge=1, description="starting points of the acquisition optimizer")
+    raw_samples: int = Field(default=256, ge=1, description="random points scored to choose those starts")
+
+
+def bo_from_options(options: BOOptions, context: ProposerContext) -> BOProposer:
+    """The BO proposer ``options`` describe (also the partner of the model-backed kinds)."""
+    return BOProposer(context.seed, num_restarts=options.num_restarts, raw_samples=options.raw_samples)
+
+
+PROPOSERS.register("bo", bo_from_options, options=BOOptions)

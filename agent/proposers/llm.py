@@ -6,32 +6,33 @@ past, pending and already-chosen points are dropped; a shortfall is filled by th
 Unused valid candidates are kept for the next asks, so a batch of ``k`` costs one call, not ``k``.
 
 A model that fails (an error after the backend's retries, nothing usable twice in a row) is rested for a
-growing number of proposals, so a dead server costs a few bounded attempts, not one per trial. Nothing
-here raises into the study: the worst case is a proposal from the partner.
+growing number of proposals, so a dead server costs a few bounded attempts, not one per trial. A call the
+budget refuses is no failure of the model: the partner proposes, quietly, and the loop stops once the
+budget is spent. Nothing here raises into the study: the worst case is a proposal from the partner.
 
-Every call, failed or not, is handed to ``recorder`` (the study stores it) before its candidates are
-used, so each trial can point at the call that produced it.
+Calls go through the study's :class:`~agent.llm.gateway.ModelGateway`, which checks the budget, stores
+each call (failed or not) and returns its id, so each trial can point at the call that produced it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.history import format_params, render_history
-from agent.llm.client import LLMClient, LLMError, Message
+from agent.llm.client import LLMError, Message
+from agent.llm.gateway import ModelBudgetExhausted
 from agent.proposers.base import Proposer, SeenPoints, StudyView
 from agent.space import ParamValue, Space
-from agent.storage import LLMCallRecord
 from agent.trial import Proposal
 from prompts import render
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from agent.llm.gateway import ModelGateway
 
-#: Stores a call and returns its id.
-Recorder = Callable[[LLMCallRecord], int]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,22 @@ def read_candidates(space: Space, parsed: Any) -> CandidateCheck:
     return CandidateCheck(valid, problems, len(items))
 
 
+class _Refused:
+    """The budget refused a call: no request was made, and the model is not to blame."""
+
+
+_REFUSED = _Refused()
+
+
 class LLMProposer:
-    """Asks ``client`` for candidates; ``partner`` fills what the model does not deliver.
+    """Asks the model, through ``gateway``, for candidates; ``partner`` fills what the model does not deliver.
 
     Args:
-        client: the model.
+        gateway: the study's model gateway (budget, pricing, record).
         partner: the proposer that fills shortfalls (BO in practice).
-        recorder: stores each call, returns its id.
         batch_size: candidates asked per call.
         history_tokens: budget for the history part of the prompt.
+        temperature: the sampling temperature of proposal calls.
         metric: the target's name, for the prompt.
         notes: the user's steering notes (from chat).
     """
@@ -109,18 +117,16 @@ class LLMProposer:
 
     def __init__(
         self,
-        client: LLMClient,
+        gateway: ModelGateway,
         partner: Proposer,
-        recorder: Recorder,
         batch_size: int = 4,
         history_tokens: int = 1500,
         temperature: float = 0.7,
         metric: str | None = None,
         notes: Sequence[str] = (),
     ) -> None:
-        self.client = client
+        self.gateway = gateway
         self.partner = partner
-        self.recorder = recorder
         self.batch_size = batch_size
         self.history_tokens = history_tokens
         self.temperature = temperature
@@ -159,6 +165,8 @@ class LLMProposer:
         messages = self.messages(view, k, pending)
         schema = batch_schema(view.space, k)
         reply = self._call("propose", messages, schema)
+        if isinstance(reply, _Refused):
+            return []
         if reply is None:
             return self._failed()
         text, parsed, call_id, parse_error = reply
@@ -172,45 +180,34 @@ class LLMProposer:
                 {"role": "user", "content": render("repair.j2", problems=problems[:20])},
             ]
             fixed = self._call("repair", repair, schema)
-            if fixed is not None and fixed[3] is None:
+            if isinstance(fixed, tuple) and fixed[3] is None:
                 proposals += self._proposals(read_candidates(view.space, fixed[1]), fixed[2])
+            if isinstance(fixed, _Refused) and not proposals:
+                return []  # the budget, not the model, ended this ask
         if not proposals:
             return self._failed()
         self._failures_in_a_row = 0
         return proposals
 
-    def _proposals(self, check: CandidateCheck | None, call_id: int) -> list[Proposal]:
+    def _proposals(self, check: CandidateCheck | None, call_id: int | None) -> list[Proposal]:
         if check is None:
             return []
         return [Proposal(params, self.name, rationale, call_id) for params, rationale in check.valid]
 
     def _call(
         self, purpose: str, messages: list[Message], schema: dict[str, Any]
-    ) -> tuple[str, Any, int, str | None] | None:
-        """One recorded model call: (text, parsed, call id, parse error), or None when it failed."""
-        as_dicts = [dict(m) for m in messages]
+    ) -> tuple[str, Any, int | None, str | None] | _Refused | None:
+        """One model call: (text, parsed, call id, parse error); None when it failed; :data:`_REFUSED` when
+        the budget refused it (no request was made)."""
         try:
-            completion = self.client.complete(messages, schema=schema, temperature=self.temperature)
+            completion = self.gateway.complete(messages, schema, purpose=purpose, temperature=self.temperature)
+        except ModelBudgetExhausted as exc:
+            log.debug("no model call: %s; the partner proposes", exc)
+            return _REFUSED
         except LLMError as exc:
             log.warning("the model failed (%s); the partner proposer fills in", exc)
-            self.recorder(LLMCallRecord(purpose, self.client.model, as_dicts, error=str(exc), attempts=exc.attempts))
             return None
-        call_id = self.recorder(
-            LLMCallRecord(
-                purpose,
-                completion.model,
-                as_dicts,
-                reply=completion.text,
-                parsed=completion.parsed,
-                error=completion.parse_error,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency_s=completion.latency_s,
-                attempts=completion.attempts,
-                mode=completion.mode,
-            )
-        )
-        return completion.text, completion.parsed, call_id, completion.parse_error
+        return completion.text, completion.parsed, completion.call_id, completion.parse_error
 
     def _failed(self) -> list[Proposal]:
         self._failures_in_a_row += 1

@@ -14,6 +14,8 @@ import numpy as np
 from scipy.stats import qmc
 
 from agent.proposers.base import SeenPoints, StudyView
+from agent.proposers.registry import PROPOSERS, ProposerContext
+from agent.registry import Options
 from agent.space import ParamValue
 from agent.trial import Proposal
 
@@ -51,3 +53,12 @@ class RandomProposer:
                     break
         chosen.extend(spares[: n - len(chosen)])  # repeats only once nothing new is left
         return [Proposal(c, self.name, "Sobol sample") for c in chosen]
+
+
+class RandomOptions(Options):
+    """``random`` takes no options: the seed comes from the study."""
+
+
+@PROPOSERS.register("random", options=RandomOptions)
+def _random(options: RandomOptions, context: ProposerContext) -> RandomProposer:
+    return RandomProposer(context.seed)

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -385,14 +385,14 @@ class SQLStorage(Storage):
             if head is None:
                 raise StorageError(f"study id {study_id} does not exist in {self.url}")
             seq, queued = int(head[0]), int(head[1])
-            rows = []
+            rows: Sequence[Any] = []
             if seq > since:
                 rows = conn.execute(
                     sa.select(trials).where(trials.c.study_id == study_id, trials.c.seq > since).order_by(trials.c.seq)
                 ).all()
             return Changes(self._trials_from_rows(conn, rows), seq, queued)
 
-    def _trials_from_rows(self, conn: Connection, rows: list[Any]) -> list[Trial]:
+    def _trials_from_rows(self, conn: Connection, rows: Sequence[Any]) -> list[Trial]:
         ids = [r.id for r in rows if r.extras]
         steps: dict[int, list[tuple[int, float]]] = {}
         named: dict[int, dict[str, str]] = {}

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.llm.misbehaving_server import MisbehavingServer
+from agent.testing.misbehaving_server import MisbehavingServer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from agent.llm.client import Completion, LLMClient, LLMError
 from agent.llm.openai import OpenAIClient, client_from_spec, parse_retry_after
-from tests.llm.misbehaving_server import (
+from agent.testing.misbehaving_server import (
     MisbehavingServer,
     candidates_json,
     empty_array_json,

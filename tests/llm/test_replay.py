@@ -9,8 +9,8 @@ import pytest
 from agent import Categorical, Float, Int, Space, create_study
 from agent.llm import LLMError, make_client
 from agent.llm.openai import OpenAIClient
-from agent.storage import Storage
-from tests.llm.misbehaving_server import MisbehavingServer, ok, reply_from_schema, status
+from agent.storage import SQLStorage
+from agent.testing.misbehaving_server import MisbehavingServer, ok, reply_from_schema, status
 
 SPACE = Space(x=Float(-2.0, 2.0), n=Int(1, 6), c=Categorical(["p", "q", "r"]))
 
@@ -37,7 +37,7 @@ def test_a_recorded_study_replays_to_identical_proposals(tmp_path: Path) -> None
 
 
 def test_replay_errors_are_clear(tmp_path: Path) -> None:
-    storage = Storage(f"sqlite:///{tmp_path / 'empty.db'}")
+    storage = SQLStorage(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(ValueError, match="needs the storage"):
         make_client("replay:x")
     with pytest.raises(LLMError, match="no study named 'x'"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent import Categorical, Float, Space, create_study
 from agent.llm.openai import OpenAIClient
-from tests.llm.misbehaving_server import (
+from agent.testing.misbehaving_server import (
     MisbehavingServer,
     candidates_json,
     empty_array_json,

@@ -22,6 +22,7 @@ import pytest
 from agent.llm import transformers as hf
 from agent.llm.client import Completion, LLMClient, LLMError
 from agent.space import Categorical, Float, Int, Space
+from agent.testing.llm import LLMBackendContract
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(cache_dir: Path) -> Iterator[hf.TransformersClient]:
+def hf_client(cache_dir: Path) -> Iterator[hf.TransformersClient]:
     gguf = smollm2_gguf()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
@@ -77,44 +78,44 @@ def assert_valid_candidate(reply: Completion) -> dict[str, Any]:
     return parsed
 
 
-def test_client_answers_the_protocol(client: hf.TransformersClient) -> None:
-    assert isinstance(client, LLMClient)
-    assert client.origin == "gguf"
-    assert client.device in ("cpu", "cuda")
+def test_client_answers_the_protocol(hf_client: hf.TransformersClient) -> None:
+    assert isinstance(hf_client, LLMClient)
+    assert hf_client.origin == "gguf"
+    assert hf_client.device in ("cpu", "cuda")
 
 
-def test_sampled_candidates_parse_and_respect_bounds(client: hf.TransformersClient) -> None:
+def test_sampled_candidates_parse_and_respect_bounds(hf_client: hf.TransformersClient) -> None:
     for _ in range(3):
-        reply = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.7, max_tokens=MAX_TOKENS)
+        reply = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.7, max_tokens=MAX_TOKENS)
         assert_valid_candidate(reply)
-        assert reply.model == client.model
+        assert reply.model == hf_client.model
 
 
-def test_greedy_is_deterministic_and_plain_text_works(client: hf.TransformersClient) -> None:
-    first = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
-    second = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
+def test_greedy_is_deterministic_and_plain_text_works(hf_client: hf.TransformersClient) -> None:
+    first = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
+    second = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
     assert_valid_candidate(first)
     assert first.text == second.text
 
-    plain = client.complete(MESSAGES, temperature=0.0, max_tokens=8)
+    plain = hf_client.complete(MESSAGES, temperature=0.0, max_tokens=8)
     assert plain.mode == "text"
     assert plain.parsed is None and plain.parse_error is None
     assert plain.text.strip()
     assert 0 < plain.completion_tokens <= 8
 
 
-def test_reply_cut_by_max_tokens_reports_why(client: hf.TransformersClient) -> None:
-    reply = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=3)
+def test_reply_cut_by_max_tokens_reports_why(hf_client: hf.TransformersClient) -> None:
+    reply = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=3)
     assert reply.completion_tokens == 3
     assert reply.parsed is None
     assert reply.parse_error is not None and "max_tokens=3" in reply.parse_error
 
 
-def test_concurrent_calls_share_one_model(client: hf.TransformersClient) -> None:
+def test_concurrent_calls_share_one_model(hf_client: hf.TransformersClient) -> None:
     # The same path, bare as agent.llm.make_client passes it: the loaded model is reused, not loaded again.
-    other = hf.TransformersClient(client.model.removeprefix("hf:"))
-    assert other._loaded is client._loaded
-    assert other.model == client.model
+    other = hf.TransformersClient(hf_client.model.removeprefix("hf:"))
+    assert other._loaded is hf_client._loaded
+    assert other.model == hf_client.model
     replies: list[Completion] = []
     errors: list[BaseException] = []
 
@@ -124,7 +125,7 @@ def test_concurrent_calls_share_one_model(client: hf.TransformersClient) -> None
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=call, args=(c,)) for c in (client, other)]
+    threads = [threading.Thread(target=call, args=(c,)) for c in (hf_client, other)]
     for t in threads:
         t.start()
     for t in threads:
@@ -135,25 +136,36 @@ def test_concurrent_calls_share_one_model(client: hf.TransformersClient) -> None
 
 
 def test_torch_native_mask_kernel_gives_valid_candidates(
-    client: hf.TransformersClient, monkeypatch: pytest.MonkeyPatch
+    hf_client: hf.TransformersClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a GPU without triton the mask falls back to xgrammar's plain-torch kernel; it must enforce the same."""
     monkeypatch.setattr(hf, "_bitmask_backend", lambda device_type: "torch_native")
-    reply = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.7, max_tokens=MAX_TOKENS)
+    reply = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.7, max_tokens=MAX_TOKENS)
     assert_valid_candidate(reply)
 
 
-def test_gguf_cache_reloads_the_same_model(client: hf.TransformersClient, cache_dir: Path) -> None:
+def test_gguf_cache_reloads_the_same_model(hf_client: hf.TransformersClient, cache_dir: Path) -> None:
     entries = list((cache_dir / "gguf").iterdir())
     assert len(entries) == 1 and (entries[0] / "model.safetensors").is_file(), entries
-    expected = client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
+    expected = hf_client.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
 
     hf.clear_loaded_models()  # the fixture's client keeps its own model
-    reloaded = hf.TransformersClient(client.model, cache_dir=cache_dir)
+    reloaded = hf.TransformersClient(hf_client.model, cache_dir=cache_dir)
     assert reloaded.origin == "gguf-cache"
-    assert reloaded._loaded is not client._loaded
+    assert reloaded._loaded is not hf_client._loaded
     again = reloaded.complete(MESSAGES, schema=SPACE.json_schema(), temperature=0.0, max_tokens=MAX_TOKENS)
     assert again.text == expected.text
+
+
+class TestTransformersBackend(LLMBackendContract):
+    """The backend contract with the real model: grammar-constrained replies, counts, max_tokens, threads."""
+
+    @pytest.fixture
+    def client(self, hf_client: hf.TransformersClient) -> LLMClient:
+        return hf_client
+
+    def make_unreachable_client(self, tmp_path: Path) -> LLMClient | None:
+        return None  # a model that loaded always answers; load failures are LLMErrors (tested below)
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:

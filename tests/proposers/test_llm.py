@@ -7,123 +7,142 @@ only by chance: malformed JSON, invalid values, copies of past points, an empty 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 
+import pytest
+
+from agent.budget import Budget
 from agent.history import render_history
-from agent.llm.client import Completion, LLMError, estimate_tokens, extract_json
+from agent.llm.client import LLMError, estimate_tokens, extract_json
+from agent.llm.gateway import ModelGateway, estimate_prompt_tokens
 from agent.proposers import StudyView
 from agent.proposers.auto import AutoProposer, improvement_counts
 from agent.proposers.llm import LLMProposer, batch_schema, read_candidates
 from agent.proposers.random import RandomProposer
 from agent.space import Categorical, Float, Int, Space, Text
-from agent.storage import LLMCallRecord
+from agent.storage import LLMCallRecord, SQLStorage
+from agent.testing.scripted import ScriptedClient
 from tests.proposers.conftest import make_trials
 
 SPACE = Space(x=Float(0.0, 1.0), n=Int(1, 8), c=Categorical(["a", "b"]))
-
-
-class ScriptedClient:
-    """Replies with the given texts in order; an exception instance in the list is raised instead."""
-
-    model = "scripted"
-
-    def __init__(self, replies: Sequence[str | Exception]) -> None:
-        self.replies = list(replies)
-        self.requests: list[list[dict[str, str]]] = []
-
-    def complete(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        schema: Any = None,
-        temperature: float = 0.7,
-        max_tokens: int = 1024,
-    ) -> Completion:
-        self.requests.append([dict(m) for m in messages])
-        reply = self.replies.pop(0)
-        if isinstance(reply, Exception):
-            raise reply
-        try:
-            parsed, error = extract_json(reply), None
-        except ValueError as exc:
-            parsed, error = None, str(exc)
-        return Completion(reply, parsed, error, 10, 5, 0.01, self.model, mode="json_schema")
 
 
 def candidates(*params: dict, rationale: str = "why not") -> str:
     return json.dumps({"candidates": [{"params": p, "rationale": rationale} for p in params]})
 
 
-def proposer_with(client: ScriptedClient) -> tuple[LLMProposer, list[LLMCallRecord]]:
-    calls: list[LLMCallRecord] = []
-
-    def record(call: LLMCallRecord) -> int:
-        calls.append(call)
-        return len(calls)
-
-    return LLMProposer(client, RandomProposer(0), record, batch_size=2), calls
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[SQLStorage]:
+    storage = SQLStorage(f"sqlite:///{tmp_path / 'llm.db'}")
+    yield storage
+    storage.close()
 
 
-def test_valid_candidates_are_used_with_their_rationale_and_call() -> None:
+class Proposing:
+    """An LLMProposer over a real gateway and storage, and what they recorded."""
+
+    def __init__(self, client: ScriptedClient, storage: SQLStorage) -> None:
+        self.storage = storage
+        self.study_id = storage.create_study("llm", "minimize", None, SPACE.to_dict(), {}).id
+        self.gateway = ModelGateway(client, storage, self.study_id, free=True)
+        self.proposer = LLMProposer(self.gateway, RandomProposer(0), batch_size=2)
+
+    @property
+    def calls(self) -> list[LLMCallRecord]:
+        return self.storage.llm_calls(self.study_id)
+
+
+def test_valid_candidates_are_used_with_their_rationale_and_call(storage: SQLStorage) -> None:
     client = ScriptedClient(
-        [candidates({"x": 0.5, "n": 2, "c": "a"}, {"x": 0.25, "n": 3, "c": "b"}, rationale="near best")]
+        [candidates({"x": 0.5, "n": 2, "c": "a"}, {"x": 0.25, "n": 3, "c": "b"}, rationale="near best")],
+        prompt_tokens=10,
     )
-    proposer, calls = proposer_with(client)
+    run = Proposing(client, storage)
     view = StudyView(SPACE, "minimize", make_trials(SPACE, [1.0, 2.0]), seed=0)
-    first = proposer.propose(view, 1, [])
-    second = proposer.propose(view, 1, [first[0].params])  # served from the batch: no second call
+    first = run.proposer.propose(view, 1, [])
+    second = run.proposer.propose(view, 1, [first[0].params])  # served from the batch: no second call
     assert [p.params for p in first + second] == [{"x": 0.5, "n": 2, "c": "a"}, {"x": 0.25, "n": 3, "c": "b"}]
-    assert all(p.proposer == "llm" and p.rationale == "near best" and p.llm_call_id == 1 for p in first + second)
-    assert len(client.requests) == 1 and calls[0].purpose == "propose" and calls[0].prompt_tokens == 10
+    [call] = run.calls
+    assert all(p.proposer == "llm" and p.rationale == "near best" and p.llm_call_id == call.id for p in first + second)
+    assert len(client.requests) == 1 and call.purpose == "propose" and call.prompt_tokens == 10
+    assert client.requests[0].schema == batch_schema(SPACE, 2) and client.requests[0].temperature == 0.7
 
 
-def test_invalid_items_get_one_repair_turn_quoting_the_errors() -> None:
+def test_invalid_items_get_one_repair_turn_quoting_the_errors(storage: SQLStorage) -> None:
     client = ScriptedClient(
         [
             candidates({"x": 1.5, "n": 2, "c": "a"}, {"x": 0.5, "n": 9, "c": "z"}),
             candidates({"x": 0.9, "n": 2, "c": "a"}),
         ]
     )
-    proposer, calls = proposer_with(client)
-    [proposal] = proposer.propose(StudyView(SPACE, "minimize", [], seed=0), 1, [])
-    assert proposal.params == {"x": 0.9, "n": 2, "c": "a"} and proposal.llm_call_id == 2
-    repair = client.requests[1][-1]["content"]
+    run = Proposing(client, storage)
+    [proposal] = run.proposer.propose(StudyView(SPACE, "minimize", [], seed=0), 1, [])
+    propose, repair_call = run.calls
+    assert proposal.params == {"x": 0.9, "n": 2, "c": "a"} and proposal.llm_call_id == repair_call.id
+    repair = client.requests[1].messages[-1]["content"]
     for line in ("candidate 1: x: 1.5 is above the maximum 1.0", "candidate 2: n: 9 is above the maximum 8"):
         assert line in repair
     assert "candidate 2: c: 'z' is not one of 'a', 'b'" in repair
-    assert client.requests[1][-2]["role"] == "assistant"
-    assert [c.purpose for c in calls] == ["propose", "repair"]
+    assert client.requests[1].messages[-2]["role"] == "assistant"
+    assert (propose.purpose, repair_call.purpose) == ("propose", "repair")
 
 
-def test_malformed_json_twice_falls_back_to_the_partner_and_rests_the_model() -> None:
+def test_malformed_json_twice_falls_back_to_the_partner_and_rests_the_model(storage: SQLStorage) -> None:
     client = ScriptedClient(["I think x should be large!", "{not json", candidates({"x": 0.1, "n": 1, "c": "a"})])
-    proposer, calls = proposer_with(client)
+    run = Proposing(client, storage)
     view = StudyView(SPACE, "minimize", [], seed=0)
-    [fallback] = proposer.propose(view, 1, [])
+    [fallback] = run.proposer.propose(view, 1, [])
     assert fallback.proposer == "random"
-    assert [c.error is not None for c in calls] == [True, True]
-    [rested] = proposer.propose(view, 1, [])  # the model rests for one proposal after a failure
+    assert [c.error is not None for c in run.calls] == [True, True]
+    [rested] = run.proposer.propose(view, 1, [])  # the model rests for one proposal after a failure
     assert rested.proposer == "random" and len(client.requests) == 2
-    [back] = proposer.propose(view, 1, [])
+    [back] = run.proposer.propose(view, 1, [])
     assert back.proposer == "llm" and len(client.requests) == 3
 
 
-def test_model_errors_are_recorded_and_never_raised() -> None:
+def test_model_errors_are_recorded_by_the_gateway_and_never_raised(storage: SQLStorage) -> None:
     client = ScriptedClient([LLMError("server gone", attempts=4)])
-    proposer, calls = proposer_with(client)
-    [proposal] = proposer.propose(StudyView(SPACE, "minimize", [], seed=0), 1, [])
+    run = Proposing(client, storage)
+    [proposal] = run.proposer.propose(StudyView(SPACE, "minimize", [], seed=0), 1, [])
     assert proposal.proposer == "random"
-    assert calls[0].error == "server gone" and calls[0].attempts == 4 and calls[0].reply is None
+    [call] = run.calls  # recorded once, by the gateway
+    assert call.error == "server gone" and call.attempts == 4 and call.reply is None
 
 
-def test_copies_of_past_and_pending_points_are_dropped() -> None:
+def test_a_budget_refusal_falls_back_quietly_without_a_call_or_a_rest(
+    storage: SQLStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = ScriptedClient(default=candidates({"x": 0.5, "n": 2, "c": "a"}))
+    run = Proposing(client, storage)
+    view = StudyView(SPACE, "minimize", [], seed=0)
+    run.gateway.budget = Budget(tokens=50)  # less than any prompt
+    with caplog.at_level("WARNING"):
+        picks = [run.proposer.propose(view, 1, [])[0].proposer for _ in range(3)]
+    assert picks == ["random"] * 3 and client.requests == [] and run.calls == []
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    run.gateway.budget = None  # more budget: the model is asked at once, it was not rested
+    assert run.proposer.propose(view, 1, [])[0].proposer == "llm"
+
+
+def test_a_refused_repair_keeps_the_proposals_already_made(storage: SQLStorage) -> None:
+    reply = candidates({"x": 0.5, "n": 2, "c": "a"}, {"x": 2.0, "n": 2, "c": "a"})  # one valid, one not
+    client = ScriptedClient([reply], prompt_tokens=10, completion_tokens=10)
+    run = Proposing(client, storage)
+    view = StudyView(SPACE, "minimize", [], seed=0)
+    prompt = estimate_prompt_tokens(run.proposer.messages(view, 2, []), batch_schema(SPACE, 2))
+    run.gateway.budget = Budget(tokens=prompt + 60)  # room for the proposal, not for the longer repair
+    [proposal] = run.proposer.propose(view, 1, [])
+    assert proposal.proposer == "llm" and len(client.requests) == 1 and run.gateway.refused == "token budget"
+
+
+def test_copies_of_past_and_pending_points_are_dropped(storage: SQLStorage) -> None:
     view = StudyView(SPACE, "minimize", make_trials(SPACE, [1.0]), seed=0)
     past = dict(view.trials[0].params)
     rounded_copy = {**past, "x": float(f"{past['x']:.6g}")}  # the history shows 6 digits; a model copies them
     pending = {"x": 0.3, "n": 3, "c": "a"}
     client = ScriptedClient([candidates(rounded_copy, pending, {"x": 0.7, "n": 7, "c": "b"})])
-    proposer, _ = proposer_with(client)
-    [proposal] = proposer.propose(view, 1, [pending])
+    [proposal] = Proposing(client, storage).proposer.propose(view, 1, [pending])
     assert proposal.params == {"x": 0.7, "n": 7, "c": "b"}
 
 
@@ -151,12 +170,12 @@ def test_extract_json_from_prose_fences_and_pathological_text() -> None:
         raise AssertionError(f"no error for {bad[:20]!r}")
 
 
-def test_the_prompt_shows_the_space_history_best_last_and_pending() -> None:
+def test_the_prompt_shows_the_space_history_best_last_and_pending(storage: SQLStorage) -> None:
     client = ScriptedClient([candidates({"x": 0.5, "n": 2, "c": "a"})])
-    proposer, _ = proposer_with(client)
+    proposer = Proposing(client, storage).proposer
     view = StudyView(SPACE, "maximize", make_trials(SPACE, [0.2, 0.9, None, 0.5]), seed=0, context="toy task")
     proposer.propose(view, 1, [{"x": 0.3, "n": 3, "c": "a"}])
-    system, user = client.requests[0]
+    system, user = client.requests[0].messages
     assert "raise the objective" in system["content"] and '"x": ...' in system["content"]
     text = user["content"]
     assert "Task: toy task" in text and "- n: integer in [1, 8]" in text
@@ -203,21 +222,24 @@ def test_the_bandit_favours_the_arm_that_improves() -> None:
     assert picks.count("llm") >= 15
 
 
-def test_token_and_money_budgets_stop_the_study_cleanly(tmp_path) -> None:
-    from agent import Budget, create_study
+def test_token_and_money_budgets_stop_the_study_within_them(tmp_path: Path) -> None:
+    """Budgets are checked before each model call, so a study never spends past them (a 1500-token budget
+    once stopped at 2,233 tokens, checked only after calls); the run stops once no call fits."""
+    from agent import create_study
 
-    reply = candidates({"x": 0.5, "n": 2, "c": "a"})
     study = create_study(
         "spend",
         SPACE,
         storage=f"sqlite:///{tmp_path / 's.db'}",
         proposer="llm",
-        model=ScriptedClient([reply] * 50),
-        prices={"scripted": (1_000_000.0, 0.0)},  # $10 per 10-token call
+        model=ScriptedClient(default=candidates({"x": 0.5, "n": 2, "c": "a"})),  # dropped as a copy after trial 0
+        prices={"scripted": (1000.0, 1000.0)},  # $0.001 a token
         seed=0,
     )
-    summary = study.optimize(lambda p: p["x"], budget=Budget(trials=20, tokens=40))
-    assert summary.stopped_because == "token budget" and study.spend().tokens >= 40
-    assert study.spend().tokens == 45 and study.spend().usd == 30.0  # three 15-token calls at $10
-    assert study.optimize(lambda p: p["x"], budget=Budget(trials=20, usd=25.0)).stopped_because == "money budget"
+    summary = study.optimize(lambda p: p["x"], budget=Budget(trials=50, tokens=1500))
+    after_tokens = study.spend()
+    assert summary.stopped_because == "token budget" and 0 < after_tokens.tokens <= 1500
+    assert summary.trials_run < 50 and after_tokens.calls >= 2
+    assert study.optimize(lambda p: p["x"], budget=Budget(trials=50, usd=2.0)).stopped_because == "money budget"
+    assert after_tokens.usd < study.spend().usd <= 2.0
     assert not [t for t in study.trials if t.state.value == "running"]

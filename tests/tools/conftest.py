@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
-from agent.trial import Trial, TrialState
+from agent.testing.evaluators import running_trial
+from agent.trial import Trial
 
-
-def make_trial(number: int = 0, params: dict[str, object] | None = None) -> Trial:
-    """A running trial, as the study hands it to an evaluator."""
-    return Trial(
-        number=number,
-        params=dict(params or {}),
-        state=TrialState.RUNNING,
-        proposer="test",
-        started_at=datetime.now(UTC),
-    )
+#: A running trial, as the study hands it to an evaluator.
+make_trial = running_trial
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ API
 ---
 ::
 
-    from tests.llm.misbehaving_server import MisbehavingServer, ok, status, truncated, candidates_json
+    from agent.testing.misbehaving_server import MisbehavingServer, ok, status, truncated, candidates_json
 
     with MisbehavingServer([status(429, retry_after=1), ok(candidates_json([{"x": 1.0}]))]) as server:
         client = OpenAIClient("test-model", base_url=server.base_url)   # or client_from_spec(server.spec())
@@ -16,9 +16,12 @@ API
         assert len(server.requests) == 2
         assert server.requests[1].response_format == {...}
 
-* ``MisbehavingServer(script=(), default=ok(...), model="test-model")``: ``start()``/``stop()`` or use it as a
-  context manager; in ``tests/llm`` the pytest fixture ``misbehaving_server`` gives a started one with an
-  empty script (elsewhere, use the context manager). Binds 127.0.0.1 on a free port.
+* ``MisbehavingServer(script=(), default=ok(...), model="test-model", enforce_max_tokens=False)``:
+  ``start()``/``stop()`` or use it as a context manager; in ``tests/llm`` the pytest fixture
+  ``misbehaving_server`` gives a started one with an empty script (elsewhere, use the context manager). Binds
+  127.0.0.1 on a free port. With ``enforce_max_tokens=True`` it behaves as real servers do: a reply longer
+  than the request's ``max_tokens`` (or ``max_completion_tokens``) is cut there, with finish_reason "length"
+  (by default replies are sent whole, so that ``huge`` is huge).
 * ``server.push(*behaviours)`` appends to the script; each ``POST /v1/chat/completions`` consumes the next
   behaviour, and once the script is used up every request gets ``default`` (``set_default`` changes it).
   ``GET /v1/models`` lists ``model`` (for readiness checks); other paths get 404. Bodies are always
@@ -271,8 +274,9 @@ def _requested_schema(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     fmt = body.get("response_format")
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
         spec = fmt.get("json_schema")
-        if isinstance(spec, Mapping) and isinstance(spec.get("schema"), Mapping):
-            return spec["schema"]  # type: ignore[no-any-return]
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if isinstance(schema, Mapping):
+            return schema
     return None
 
 
@@ -313,8 +317,10 @@ class MisbehavingServer:
         script: Iterable[Behaviour | Callable[[], Behaviour]] = (),
         default: Behaviour | Callable[[], Behaviour] | None = None,
         model: str = "test-model",
+        enforce_max_tokens: bool = False,
     ) -> None:
         self.model = model
+        self.enforce_max_tokens = enforce_max_tokens
         self._script: list[Behaviour] = [_normalize(b) for b in script]
         self._default = _normalize(default) if default is not None else ok(reply_from_schema())
         self._requests: list[RecordedRequest] = []
@@ -525,6 +531,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"unknown behaviour {b.kind!r}", "server_error")
 
     def _completion(self, body: dict[str, Any], text: str, finish_reason: str, usage: bool = True) -> None:
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if self.owner.enforce_max_tokens and isinstance(limit, int) and _tokens(text) > limit:
+            text, finish_reason = text[: max(limit - 1, 0) * 4], "length"
         message = {"role": "assistant", "content": text}
         choice = {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
         reply = {**_envelope(body, self.owner.model), "choices": [choice]}
@@ -561,9 +570,14 @@ def _envelope(body: Mapping[str, Any], model: str) -> dict[str, Any]:
 def _usage(body: Mapping[str, Any], text: str) -> dict[str, int]:
     messages = body.get("messages") or []
     prompt = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, Mapping))
-    prompt_tokens, completion_tokens = prompt // 4 + 1, len(text) // 4 + 1
+    prompt_tokens, completion_tokens = prompt // 4 + 1, _tokens(text)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+
+
+def _tokens(text: str) -> int:
+    """This server's token count of a reply: one per four characters, plus one."""
+    return len(text) // 4 + 1

@@ -1,0 +1,275 @@
+"""The ``model=`` setting, parsed once into a :class:`ModelSpec`, and the registry of model backends.
+
+A spec is text in a job file (``"local"``, ``"gguf:/p/m.gguf"``, ``"openai:gpt-4o-mini"``,
+``"http://host:8000/v1#qwen2.5-7b"``, ``"hf:/p"``, ``"replay:study"``). Parsing it once, where it enters
+(a job file, ``create_study``, stored settings), means every later question — which backend builds the
+client, whether a call costs money — is answered from a typed value instead of string prefixes scattered
+over the code, and a malformed spec is refused before anything starts.
+
+A study created with a client *object* cannot store the object: it stores
+``ModelSpec(backend="object", target=client.model)`` (text ``"object:<model>"``), so a later
+``load_study`` knows a model was used and can say that it must be passed again.
+
+Backends are a :class:`~agent.registry.Registry`: a new one is a factory ``(options, context) -> LLMClient``
+registered with :func:`register_backend`, saying how it is written (a bare word, ``name:target`` or a URL)
+and whether its calls are free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic_core import core_schema
+
+from agent.errors import ConfigError
+from agent.registry import Registry, config_problem
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+
+    from agent.llm.client import LLMClient
+    from agent.storage import Storage
+
+#: How a backend is written: ``"local"`` (bare), ``"gguf:/path"`` (prefix) or ``"http://...#model"`` (url).
+Syntax = Literal["bare", "prefix", "url"]
+
+#: Model backends by the name a spec starts with. Entry ``meta``: ``syntax``, ``form`` (shown in messages;
+#: None hides it), ``free`` (calls cost no money), ``check_target`` (target -> problem or None).
+BACKENDS: Registry[LLMClient] = Registry("model backend", field="model")
+
+
+def _error(message: str) -> ConfigError:
+    """A ConfigError on ``model`` whose message reads on its own (it already says "model ...")."""
+    error = ConfigError(message)
+    error.field = "model"
+    return error
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend factory may need besides the spec: the storage (replay) and the API key variable."""
+
+    spec: ModelSpec
+    storage: Storage | None = None
+    api_key_env: str | None = None
+
+
+def register_backend(
+    name: str,
+    factory: Callable[[Any, BackendContext], LLMClient],
+    *,
+    syntax: Syntax = "prefix",
+    form: str | None = None,
+    free: bool = False,
+    check: Callable[[str], str | None] | None = None,
+    replace: bool = False,
+) -> None:
+    """Add a model backend.
+
+    Args:
+        name: the backend's key: the bare word (``syntax="bare"``) or the prefix before ``:``.
+        factory: ``factory(options, context)`` -> the client; import heavy packages inside it.
+        syntax: how the spec is written; ``"url"`` backends take ``http(s)://`` specs (one such backend).
+        form: how to show it in messages (``'"gguf:/path/model.gguf"'``); None keeps it out of them.
+        free: calls run locally or replay records, so they cost no money whatever the model's name.
+        check: the target's problem (None when fine), for malformed targets to be refused before anything runs.
+    """
+    BACKENDS.register(name, factory, replace=replace, syntax=syntax, form=form, free=free, check_target=check)
+
+
+def model_forms() -> str:
+    """The accepted spec forms, for messages: ``"local", "gguf:/path/model.gguf", ...``."""
+    return ", ".join(e.meta["form"] for e in BACKENDS.entries() if e.meta.get("form"))
+
+
+def display_url(url: str) -> str:
+    """``url`` without user:password, which must not reach messages or logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    try:
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed ``model=`` setting. ``str(spec)`` gives back the text it was parsed from.
+
+    Attributes:
+        backend: the :data:`BACKENDS` key (``"local"``, ``"gguf"``, ``"openai"``, ``"http"``, ``"hf"``,
+            ``"replay"``, ``"object"``).
+        target: what the backend is pointed at: a path, a model name, the whole URL (``http``), a study
+            (``replay``), the client's model name (``object``); empty for ``local``.
+    """
+
+    backend: str
+    target: str = ""
+
+    @classmethod
+    def parse(cls, text: str | ModelSpec) -> ModelSpec:
+        """Parse a spec; a :class:`ModelSpec` is returned as it is.
+
+        Raises:
+            ConfigError: (``field="model"``) none of the accepted forms; the message lists them.
+        """
+        if isinstance(text, ModelSpec):
+            return text
+        if not isinstance(text, str):
+            raise _error(f'model must be a string such as "local", got {text!r}; expected one of {model_forms()}')
+        if text.lower().startswith(("http://", "https://")):
+            for entry in BACKENDS.entries():
+                if entry.meta.get("syntax") == "url":
+                    return cls._checked(entry.name, text, text)
+        bare = BACKENDS.get(text) if text in BACKENDS else None
+        if bare is not None and bare.meta.get("syntax") == "bare":
+            return cls(text)
+        prefix, colon, rest = text.partition(":")
+        if colon and prefix in BACKENDS and BACKENDS.get(prefix).meta.get("syntax") == "prefix":
+            if not rest:
+                raise _error(f"model {text!r} names nothing after the colon; expected one of {model_forms()}")
+            return cls._checked(prefix, rest, text)
+        shown = display_url(text) if "://" in text else text
+        raise _error(f"model {shown!r} is not understood; expected one of {model_forms()}")
+
+    @classmethod
+    def _checked(cls, backend: str, target: str, text: str) -> ModelSpec:
+        check = BACKENDS.get(backend).meta.get("check_target")
+        problem = check(target) if check is not None else None
+        if problem:
+            raise _error(problem)
+        return cls(backend, target)
+
+    @classmethod
+    def of_client(cls, client: LLMClient) -> ModelSpec:
+        """How a study made with a client object records it: the object itself cannot be stored."""
+        return cls("object", str(getattr(client, "model", "") or type(client).__name__))
+
+    def __str__(self) -> str:
+        syntax = BACKENDS.get(self.backend).meta.get("syntax") if self.backend in BACKENDS else "prefix"
+        if syntax == "bare" or (syntax == "url" and self.target):
+            return self.target or self.backend
+        return f"{self.backend}:{self.target}"
+
+    @property
+    def is_free(self) -> bool:
+        """True when calls cost no money: the model runs on this machine, or replays a record."""
+        return self.backend in BACKENDS and bool(BACKENDS.get(self.backend).meta.get("free"))
+
+    @property
+    def is_object(self) -> bool:
+        """True for the record of a client object, which a study cannot rebuild on its own."""
+        return self.backend == "object"
+
+    # pydantic: validated from text (or a ModelSpec), stored as text ---------------------------------------
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"),
+        )
+
+    @classmethod
+    def _validate(cls, value: Any) -> ModelSpec:
+        try:
+            return cls.parse(value)
+        except ConfigError as exc:
+            raise config_problem(str(exc)) from None
+
+
+def make_client(spec: ModelSpec | str, storage: Storage | None = None, api_key_env: str | None = None) -> LLMClient:
+    """Build the client a spec names, through its backend; backends load lazily, only when used.
+
+    Raises:
+        ConfigError: the spec is none of the accepted forms, names a client object (pass it again), or
+            the backend needs something missing (replay without a storage).
+        LLMError: the backend cannot start (missing package or model file; the message says what to install).
+    """
+    parsed = ModelSpec.parse(spec)
+    return BACKENDS.build(parsed.backend, None, BackendContext(parsed, storage, api_key_env))
+
+
+# Built-in backends -----------------------------------------------------------------------------------------
+def _local(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.local import local_client
+
+    return local_client()
+
+
+def _gguf(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.local import local_client
+
+    return local_client(Path(context.spec.target))
+
+
+def _openai(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.openai import client_from_spec
+
+    return client_from_spec(str(context.spec), api_key_env=context.api_key_env or "OPENAI_API_KEY")
+
+
+def _http(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.openai import client_from_spec
+
+    if context.api_key_env is None:
+        # Another server gets a key only when the job names the variable: OPENAI_API_KEY must not be sent
+        # to whatever URL a job file points at.
+        return client_from_spec(str(context.spec), api_key="unused")
+    return client_from_spec(str(context.spec), api_key_env=context.api_key_env)
+
+
+def _check_url(target: str) -> str | None:
+    url, hash_, model = target.partition("#")
+    shown = display_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError as exc:
+        return f"model {shown!r} has a bad URL ({exc}); expected one of {model_forms()}"
+    if not parts.hostname:
+        return f"model {shown!r} has no host; expected one of {model_forms()}"
+    if not model.strip():
+        return f"model {shown + hash_!r} names no model: add it after '#', e.g. 'http://127.0.0.1:8000/v1#qwen2.5-7b'"
+    return None
+
+
+def _hf(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.transformers import TransformersClient
+
+    return TransformersClient(context.spec.target)
+
+
+def _replay(options: Any, context: BackendContext) -> LLMClient:
+    from agent.llm.replay import ReplayClient
+
+    if context.storage is None:
+        raise _error("replay needs the storage that holds the recorded study")
+    return ReplayClient(context.storage, context.spec.target)
+
+
+def _object(options: Any, context: BackendContext) -> LLMClient:
+    raise _error(
+        f"this study's model was a client object ({context.spec.target!r}), which cannot be stored: "
+        "pass it again, e.g. load_study(name, model=client)"
+    )
+
+
+register_backend("local", _local, syntax="bare", form='"local"', free=True)
+register_backend("gguf", _gguf, form='"gguf:/path/model.gguf"', free=True)
+register_backend("openai", _openai, form='"openai:<model>"')
+register_backend("http", _http, syntax="url", form='"http://host:port/v1#<model>"', check=_check_url)
+register_backend("hf", _hf, form='"hf:/path"', free=True)
+register_backend("replay", _replay, form='"replay:<study>"', free=True)
+register_backend("object", _object)
