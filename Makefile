@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all lint bench bench-overhead clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check agent tools prompts evals tests examples
 	$(BIN)/mypy
 
+# The fast loop (under a minute on 2 cores): everything but the tests marked slow, on both cores.
 test: lint
+	$(BIN)/python -m pytest -q -m "not slow" -n 2
+
+# The whole suite, one test at a time: what CI runs (.ci/run, with a PostgreSQL server for the storage tests).
+test-all: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -32,3 +37,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench-overhead: $(STAMP)
+	mkdir -p evals/out
+	$(BIN)/python -m evals.overhead --out evals/out/overhead.md --json evals/out/overhead.json

@@ -14,6 +14,9 @@ import pytest
 
 import agent
 
+# Each test runs the command in a new process.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "cli-quad"
 TRIALS = 6

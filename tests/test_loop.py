@@ -71,6 +71,7 @@ study.optimize(lambda p: (p["x"] - 0.3) ** 2, n_trials=int(sys.argv[4]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("proposer", "processes", "each"), [("random", 3, 10), ("bo", 3, 4)])
 def test_processes_with_one_seed_never_evaluate_one_point_twice(
     url: str, proposer: str, processes: int, each: int
@@ -148,6 +149,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupting_a_run_with_several_workers_marks_every_trial_and_kills_every_process(
     tmp_path: Path, sig: signal.Signals
@@ -247,6 +249,7 @@ def test_the_next_proposal_is_prepared_while_a_trial_runs(url: str, prefetch: bo
     assert distinct_points(study) == 4
 
 
+@pytest.mark.slow
 def test_evaluation_in_worker_processes(url: str) -> None:
     study = create_study("proc", SPACE, storage=url, proposer="random", seed=0)
     evaluator = FunctionEvaluator("tests.objectives:quadratic")

@@ -10,8 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agent import load_study
 from agent.trial import INTERRUPTED, TrialState
+
+# Real processes killed mid-study: seconds each.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -191,6 +191,7 @@ class EvaluatorContract:
         assert evaluation.error is None
         assert read_outcome(evaluation.output, "value")[0] == 3.0
 
+    @pytest.mark.slow
     def test_a_timeout_ends_the_objective_and_what_it_started(self, tmp_path: Path) -> None:
         if not self.supports_timeout:
             pytest.skip("this evaluator has no timeout")

@@ -58,6 +58,7 @@ def test_mixed_optimum_is_zero_at_its_target_and_only_there() -> None:
     assert all(mixed(space.decode(rng.random(space.n_dims))) > 0 for _ in range(100))
 
 
+@pytest.mark.slow  # trains eleven scikit-learn models
 @pytest.mark.parametrize("problem", SUITES["ml"], ids=lambda p: p.name)
 def test_ml_objective_is_finite_and_deterministic(problem) -> None:
     params = problem.space.decode(np.full(problem.space.n_dims, 0.5))

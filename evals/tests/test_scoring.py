@@ -82,6 +82,7 @@ def test_unknown_optimum_is_the_best_found_and_saturation_is_left_out() -> None:
     assert hard["optimizers"]["bo"]["scores"]["2"]["mean"] == pytest.approx(0.25)
 
 
+@pytest.mark.slow
 def test_cli_runs_end_to_end_and_summarize_reproduces_the_report(tmp_path: Path) -> None:
     out = tmp_path / "out"
     argv = ["--suite", "synthetic", "--problems", "branin", "--trials", "3", "--seeds", "2"]

@@ -19,6 +19,7 @@ def objective(p: dict) -> float:
     return (p["x"] - 0.7) ** 2 + abs(p["n"] - 4) + (p["c"] != "q")
 
 
+@pytest.mark.slow
 def test_a_recorded_study_replays_to_identical_proposals(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'replay.db'}"
     with MisbehavingServer([status(500)], default=ok(reply_from_schema(seed=3))) as server:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from agent import Categorical, Float, Space, create_study
 from agent.llm.openai import OpenAIClient
 from agent.testing.misbehaving_server import (
@@ -43,6 +45,7 @@ def client_for(server: MisbehavingServer) -> OpenAIClient:
     )
 
 
+@pytest.mark.slow
 def test_the_study_survives_every_kind_of_misbehaviour(tmp_path: Path) -> None:
     script = [
         status(429, retry_after=1),

@@ -22,6 +22,7 @@ def branin(p: dict) -> float:
     return (x2 - b * x1**2 + c * x1 - 6) ** 2 + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1) + 10
 
 
+@pytest.mark.slow
 def test_finds_the_branin_optimum_in_30_trials(tmp_path) -> None:
     space = Space(x1=Float(-5, 10), x2=Float(0, 15))
     hits = 0
@@ -33,6 +34,7 @@ def test_finds_the_branin_optimum_in_30_trials(tmp_path) -> None:
     assert hits >= 4
 
 
+@pytest.mark.slow
 def test_a_batch_avoids_pending_points_and_itself() -> None:
     view = StudyView(MIXED_SPACE, "minimize", make_trials(MIXED_SPACE, [float(i) for i in range(12)]), seed=0)
     proposer = BOProposer(seed=0)
@@ -58,6 +60,7 @@ ROBUSTNESS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(ROBUSTNESS))
 def test_robust_on_odd_histories(case: str, caplog: pytest.LogCaptureFixture) -> None:
     space, values = ROBUSTNESS[case]
@@ -108,6 +111,7 @@ def test_initial_design_is_sized_to_the_dimension() -> None:
     assert all(p.rationale == "initial Sobol design" for p in BOProposer(0).propose(view, 2, []))
 
 
+@pytest.mark.slow
 def test_log_and_integer_parameters_are_proposed_validly(tmp_path) -> None:
     space = Space(lr=Float(1e-5, 1.0, log=True), layers=Int(1, 64, log=True), c=Categorical(["a", "b"]))
 

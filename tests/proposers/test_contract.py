@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agent.llm.gateway import ModelGateway
 from agent.proposers import Proposer, ProposerContext, make_proposer
 from agent.proposers.auto import AutoProposer
@@ -55,6 +57,7 @@ class TestAutoWithAModel(ProposerContract):
         return proposer
 
 
+@pytest.mark.slow  # plain BO underneath, which TestBO already runs through the contract
 class TestAutoWithoutAModel(ProposerContract):
     other_names = ("bo",)
 

@@ -57,6 +57,7 @@ def test_an_upgraded_study_goes_on_where_it_stopped(legacy: Path) -> None:
     assert study.best_value >= 3.658  # trial 4 of the old run
 
 
+@pytest.mark.slow
 def test_upgrade_by_hand_with_the_cli(legacy: Path) -> None:
     url = f"sqlite:///{legacy}"
     with pytest.raises(StorageError, match=f"tunesmith storage upgrade {url}"):

@@ -14,6 +14,9 @@ from agent.storage import SQLStorage
 from agent.storage.liveness import WorkerIdentity, process_start_time
 from agent.trial import Proposal, TrialState
 
+# Several processes per test.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 

@@ -280,6 +280,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ignore_term", [False, True], ids=["sigterm", "sigkill-after-grace"])
 def test_timeout_kills_the_command_and_its_children(tmp_path: Path, trial: Trial, ignore_term: bool) -> None:
     script = write_script(tmp_path, "parent.py", PARENT_WITH_CHILD)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.testing.evaluators import EvaluatorContract, contract_objective
 from tools import CommandEvaluator, Evaluator, FunctionEvaluator, make_evaluator
 
@@ -32,6 +34,7 @@ class TestCommandEvaluator(EvaluatorContract):
         return evaluator
 
 
+@pytest.mark.slow  # a spawned process per test
 class TestFunctionEvaluatorInAChildProcess(EvaluatorContract):
     """With a timeout the objective runs in a spawned child: every rule holds there too."""
 

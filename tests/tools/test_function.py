@@ -145,6 +145,7 @@ def test_a_module_level_function_object_works_with_a_timeout() -> None:
     assert evaluation == Evaluation(4.5)
 
 
+@pytest.mark.slow
 def test_a_sleeping_objective_is_killed_after_the_timeout(trial: Trial) -> None:
     started = time.monotonic()
     evaluation = FunctionEvaluator(f"{SLOW}:sleepy", timeout=1.5).evaluate({"seconds": 60}, trial)
@@ -153,6 +154,7 @@ def test_a_sleeping_objective_is_killed_after_the_timeout(trial: Trial) -> None:
     assert elapsed < 10, f"evaluate took {elapsed:.1f}s"
 
 
+@pytest.mark.slow
 def test_the_timeout_kills_what_the_objective_started(tmp_path: Path, trial: Trial) -> None:
     pid_file = tmp_path / "child.pid"
     evaluator = FunctionEvaluator(f"{SLOW}:sleepy_with_child", timeout=2)
