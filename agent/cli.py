@@ -195,6 +195,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
                 job.evaluator(),
                 budget=budget,
                 workers=job.config.workers,
+                executor=job.config.executor,
                 callbacks=[on_trial],
                 requeue_interrupted=job.config.requeue_interrupted,
             )

@@ -176,6 +176,9 @@ class StudyConfig(_Config):
     storage: str = DEFAULT_STORAGE
     search: SearchConfig = Field(default_factory=SearchConfig)
     workers: int = Field(default=1, ge=1, description="trials evaluated at once")
+    executor: Literal["inline", "threads", "processes"] | None = Field(
+        default=None, description="where evaluations run; by default inline for one worker, threads for several"
+    )
     requeue_interrupted: bool = Field(default=False, description="evaluate again the points of dead processes")
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
 

@@ -47,6 +47,7 @@ LAYOUT: dict[str, dict[str, tuple[str, ...]]] = {
         "storage": ("storage",),
         "seed": ("search", "seed"),
         "workers": ("workers",),
+        "executor": ("executor",),
         "requeue_interrupted": ("requeue_interrupted",),
     },
     "objective": {"metric": ("metric",)},

@@ -565,3 +565,12 @@ def test_broken_space(build: object, message: str) -> None:
     assert callable(build)
     with pytest.raises(SpaceError, match=f"^{re.escape(message)}$"):
         build()
+
+
+def test_the_executor_is_a_study_key(tmp_path: Path) -> None:
+    text = job_text(study='name = "demo"\nworkers = 2\nexecutor = "processes"\n')
+    job = load_job(write_job(tmp_path, text))
+    assert (job.config.workers, job.config.executor) == (2, "processes")
+    assert load_job(write_job(tmp_path, job_text())).config.executor is None
+    [problem] = problems_of(write_job(tmp_path, job_text(study='name = "demo"\nexecutor = "ray"\n')))
+    assert problem.startswith("study.executor: ") and "'processes'" in problem and "'ray'" in problem
