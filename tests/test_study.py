@@ -155,3 +155,26 @@ def test_budget_parsing() -> None:
             parse_duration(bad)
     with pytest.raises(ValueError, match="positive integer"):
         Budget(trials=0)
+
+
+def test_a_study_in_memory_runs_the_same_loop() -> None:
+    study = create_study("mem", SPACE, storage="memory:", seed=0)
+    assert study.optimize(quadratic, n_trials=6, workers=2).trials_run == 6
+    assert [t.number for t in study.trials] == list(range(6))
+    assert study.best_value == min(quadratic(dict(t.params)) for t in study.trials)
+    assert type(study.storage).__name__ == "InMemoryStorage"
+
+
+def test_trials_carry_reports_attributes_and_artifacts(url: str) -> None:
+    study = create_study("extras", SPACE, storage=url, seed=0)
+    trial = study.ask()
+    study.report(trial, 1, 0.9)
+    study.set_user_attr(trial, "note", "first")
+    digest = study.add_artifact(trial, "program", "print(1)\n")
+    study.tell(trial, 0.5)
+    [again] = load_study("extras", url).trials
+    assert again.intermediate == ((1, 0.9),) and dict(again.user_attrs) == {"note": "first"}
+    assert dict(again.artifacts) == {"program": digest}
+    assert load_study("extras", url).artifact(0, "program") == b"print(1)\n"
+    with pytest.raises(KeyError, match="no artifact 'stdout'"):
+        study.artifact(0, "stdout")
