@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from agent.errors import TunesmithError
 
@@ -123,3 +124,20 @@ def extract_json(text: str) -> Any:
 def estimate_tokens(text: str) -> int:
     """A backend-free token estimate (about four characters a token), for budgets and prompt sizing."""
     return max(1, (len(text) + 3) // 4)
+
+
+def display_url(url: str) -> str:
+    """``url`` without user:password, which must not reach messages or logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    try:
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    except ValueError:
+        pass
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from agent.llm.client import Completion, LLMError, Message, estimate_tokens, extract_json
+from agent.llm.client import Completion, LLMError, Message, display_url, estimate_tokens, extract_json
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -126,7 +126,7 @@ class OpenAIClient:
         self.max_retry_after_s = float(max_retry_after_s)
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
-        self._where = _display_url(base_url) if base_url else "the OpenAI API"
+        self._where = display_url(base_url) if base_url else "the OpenAI API"
         self._mode_lock = threading.Lock()
         self._start_mode = 0
 
@@ -429,16 +429,16 @@ def client_from_spec(spec: str, api_key_env: str = "OPENAI_API_KEY", **options: 
             parts = urlsplit(url)
             parts.port  # noqa: B018 - validates the port (raises ValueError when it is not a number)
         except ValueError as exc:
-            raise ValueError(f"bad URL in model spec {_display_url(url)!r} ({exc}): expected {_SPEC_FORMS}") from None
+            raise ValueError(f"bad URL in model spec {display_url(url)!r} ({exc}): expected {_SPEC_FORMS}") from None
         if not parts.hostname:
-            raise ValueError(f"model spec {_display_url(url)!r} has no host: expected {_SPEC_FORMS}")
+            raise ValueError(f"model spec {display_url(url)!r} has no host: expected {_SPEC_FORMS}")
         if not model:
             raise ValueError(
-                f"model spec {_display_url(url)!r} names no model after '#': expected {_SPEC_FORMS}, "
+                f"model spec {display_url(url)!r} names no model after '#': expected {_SPEC_FORMS}, "
                 "e.g. 'http://127.0.0.1:8000/v1#qwen2.5-7b'"
             )
         return OpenAIClient(model, base_url=url.rstrip("/"), api_key_env=api_key_env, **options)
-    shown = _display_url(text) if "://" in text else text
+    shown = display_url(text) if "://" in text else text
     raise ValueError(f"unsupported model spec {shown[:100]!r}: expected {_SPEC_FORMS}")
 
 
@@ -451,23 +451,6 @@ def _is_official(base_url: str | None) -> bool:
         return True
     host = urlsplit(base_url).hostname or ""
     return host == "api.openai.com"
-
-
-def _display_url(url: str) -> str:
-    """``url`` without user:password (which would otherwise reach logs and error messages)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    try:
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    except ValueError:
-        pass
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _with_schema_instruction(messages: list[dict[str, str]], schema: Mapping[str, Any]) -> list[dict[str, str]]:

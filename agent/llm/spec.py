@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic_core import core_schema
 
 from agent.errors import ConfigError
+from agent.llm.client import display_url
 from agent.registry import Registry, config_problem
 
 if TYPE_CHECKING:
@@ -84,23 +85,6 @@ def register_backend(
 def model_forms() -> str:
     """The accepted spec forms, for messages: ``"local", "gguf:/path/model.gguf", ...``."""
     return ", ".join(e.meta["form"] for e in BACKENDS.entries() if e.meta.get("form"))
-
-
-def display_url(url: str) -> str:
-    """``url`` without user:password, which must not reach messages or logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    try:
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    except ValueError:
-        pass
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True)
