@@ -136,6 +136,7 @@ class Coordinator:
         self.account = BudgetAccount(budget)
         self.callbacks = list(callbacks)
         self._in_flight: dict[Future[Evaluation], Trial] = {}
+        self._finishing: list[tuple[Trial, Future[Evaluation]]] = []  # evaluated, not yet recorded
         self._started = 0
         self._ran = 0
 
@@ -149,8 +150,14 @@ class Coordinator:
                 if not self._in_flight:
                     break
                 done, _ = wait(self._in_flight, timeout=_POLL_S, return_when=FIRST_COMPLETED)
-                for future in done:
-                    trial = self._in_flight.pop(future)
+                self._finishing = [(self._in_flight.pop(future), future) for future in done]
+                # Refill the freed slots before recording: a worker then waits for one proposal, not for
+                # the records of every trial that finished with its own. Not after an evaluator broke.
+                if not any(future.exception() is not None for _, future in self._finishing):
+                    while reason is None and failure is None and len(self._in_flight) < self.executor.max_workers:
+                        reason = self._start_one()
+                while self._finishing:
+                    trial, future = self._finishing.pop(0)
                     try:
                         self._finish(trial, future)
                     except Exception as exc:
@@ -195,5 +202,11 @@ class Coordinator:
         started = time.monotonic()
         self.executor.cancel()
         mark_interrupted(self.study, list(self._in_flight.values()))
+        for trial, future in self._finishing:  # evaluated before the interrupt: their results are real
+            try:
+                record(self.study, trial, future)
+            except Exception:  # the evaluator had broken: it is recorded failed, the interrupt goes on
+                log.debug("trial %d: the evaluator had raised", trial.number)
         self._in_flight.clear()
+        self._finishing.clear()
         log.info("run interrupted; running trials marked in %.2fs", time.monotonic() - started)

@@ -37,7 +37,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evals.problems import Problem
 
 #: Targets from the issue: the overhead at the last mark, its growth from the first mark, workers' efficiency.
 TARGET_MS_PER_TRIAL = 10.0
@@ -264,23 +267,30 @@ def throughput(folder: Path, workers: Sequence[int], sleep: float, per_worker: i
 
 def bo_timings(folder: Path, problems: Sequence[str], marks: Sequence[int], seeds: int, threads: int) -> list[dict]:
     """Seconds per ``ask`` of the ``bo`` proposer over the trials between consecutive marks."""
-    from agent import create_study
     from evals.problems.synthetic import PROBLEMS
 
     by_name = {p.name: p for p in PROBLEMS}
     unknown = [name for name in problems if name not in by_name]
     if unknown:
         raise ValueError(f"unknown synthetic problem(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
-    try:  # imported before timing, so that the first proposal does not pay for loading torch and botorch
-        import botorch  # noqa: F401
-        import torch
+    # Imported before timing, so that the first proposal does not pay for loading torch and botorch.
+    import botorch  # noqa: F401
+    import torch
 
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _bo_runs(folder, [by_name[name] for name in problems], marks, seeds)
+    finally:  # a caller in the same process (a test session) keeps its own thread count
+        torch.set_num_threads(previous_threads)
+
+
+def _bo_runs(folder: Path, problems: Sequence[Problem], marks: Sequence[int], seeds: int) -> list[dict]:
+    from agent import create_study
+
     rows = []
-    for name in problems:
-        problem = by_name[name]
+    for problem in problems:
+        name = problem.name
         for seed in range(seeds):
             study = create_study(
                 name=f"bo-{name}-{seed}",
