@@ -209,7 +209,10 @@ BROKEN = [
     (
         "unknown key in [study]",
         job_text(study='name = "demo"\nnmae = "typo"\n'),
-        ["study.nmae: unknown key (allowed here: name, direction, storage, seed, workers, executor, requeue_interrupted)"],
+        [
+            "study.nmae: unknown key "
+            "(allowed here: name, direction, storage, seed, workers, executor, requeue_interrupted)"
+        ],
     ),
     (
         "unknown top-level section",
