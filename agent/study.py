@@ -214,22 +214,30 @@ class Study:
         runner = make_executor(executor or ("threads" if workers > 1 else "inline"), workers)
         self.recover_interrupted(requeue=requeue_interrupted)
         self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
-        self._run_budget = budget
-        if self._gateway is not None:
-            self._gateway.budget = budget
+        self._set_run_budget(budget)
         try:
             summary = Coordinator(self, evaluator, runner, n_trials, budget, callbacks).run()
         except BaseException:
-            self._prepared = None  # made for a run that is over; an interrupted run does not wait for it
+            # An interrupted run does not wait for a proposal still being prepared; that proposal keeps the
+            # run's budget until it is done, so a model call it makes is still checked.
+            prepared, self._prepared = self._prepared, None
+            if prepared is None or prepared.done():
+                self._set_run_budget(None)
             raise
         finally:
             self.prefetch = False
         # A proposal still being prepared (the run stopped on a budget) is let finish: a thread left inside
-        # BoTorch or a model call when the interpreter exits aborts it. An interrupted run does not wait.
+        # BoTorch or a model call when the interpreter exits aborts it.
         prepared, self._prepared = self._prepared, None
         if prepared is not None:
             wait([prepared])
+        self._set_run_budget(None)  # an ask() after the run is not held to this run's budget
         return summary
+
+    def _set_run_budget(self, budget: Budget | None) -> None:
+        self._run_budget = budget
+        if self._gateway is not None:
+            self._gateway.budget = budget
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
