@@ -151,9 +151,12 @@ class Coordinator:
                     break
                 done, _ = wait(self._in_flight, timeout=_POLL_S, return_when=FIRST_COMPLETED)
                 self._finishing = [(self._in_flight.pop(future), future) for future in done]
-                # Refill the freed slots before recording: a worker then waits for one proposal, not for
-                # the records of every trial that finished with its own. Not after an evaluator broke.
-                if not any(future.exception() is not None for _, future in self._finishing):
+                # With several workers, refill the freed slots before recording: a worker then waits for one
+                # proposal, not for the records of every trial that finished with its own. Not with one
+                # worker, where starting the next trial may mean evaluating it (inline) before this one is
+                # stored; and not after an evaluator broke.
+                refill = self.executor.max_workers > 1
+                if refill and not any(future.exception() is not None for _, future in self._finishing):
                     while reason is None and failure is None and len(self._in_flight) < self.executor.max_workers:
                         reason = self._start_one()
                 while self._finishing:

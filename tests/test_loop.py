@@ -283,3 +283,10 @@ def test_concurrent_asks_in_threads_reserve_distinct_points(url: str) -> None:
         thread.join()
     assert len({tuple(sorted(t.params.items())) for t in asked}) == 20
     assert sorted(t.number for t in asked) == list(range(20))
+
+
+def test_one_worker_records_each_trial_before_the_next_starts(url: str) -> None:
+    study = create_study("seq", SPACE, storage=url, proposer="random", seed=0)
+    study.optimize(lambda p: time.sleep(0.05) or p["x"], n_trials=5)
+    trials = study.trials
+    assert all(a.finished_at is not None and a.finished_at <= b.started_at for a, b in zip(trials, trials[1:]))
