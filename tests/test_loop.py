@@ -5,6 +5,7 @@ Each test here reproduces a fault measured on the first core, with real threads,
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -289,4 +290,4 @@ def test_one_worker_records_each_trial_before_the_next_starts(url: str) -> None:
     study = create_study("seq", SPACE, storage=url, proposer="random", seed=0)
     study.optimize(lambda p: time.sleep(0.05) or p["x"], n_trials=5)
     trials = study.trials
-    assert all(a.finished_at is not None and a.finished_at <= b.started_at for a, b in zip(trials, trials[1:]))
+    assert all(a.finished_at is not None and a.finished_at <= b.started_at for a, b in itertools.pairwise(trials))
