@@ -145,8 +145,7 @@ class Coordinator:
         failure: BaseException | None = None
         try:
             while True:
-                while reason is None and failure is None and len(self._in_flight) < self.executor.max_workers:
-                    reason = self._start_one()
+                reason = self._fill(reason)
                 if not self._in_flight:
                     break
                 done, _ = wait(self._in_flight, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -157,8 +156,7 @@ class Coordinator:
                 # stored; and not after an evaluator broke.
                 refill = self.executor.max_workers > 1
                 if refill and not any(future.exception() is not None for _, future in self._finishing):
-                    while reason is None and failure is None and len(self._in_flight) < self.executor.max_workers:
-                        reason = self._start_one()
+                    reason = self._fill(reason)
                 while self._finishing:
                     trial, future = self._finishing.pop(0)
                     try:
@@ -174,6 +172,12 @@ class Coordinator:
             raise failure
         assert reason is not None
         return RunSummary(self._ran, reason)
+
+    def _fill(self, reason: StopReason | None) -> StopReason | None:
+        """Start trials until every worker is busy or a limit (or an earlier error: ``reason``) says stop."""
+        while reason is None and len(self._in_flight) < self.executor.max_workers:
+            reason = self._start_one()
+        return reason
 
     def _start_one(self) -> StopReason | None:
         """Start a trial; returns why not when a limit is reached."""
