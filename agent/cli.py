@@ -144,9 +144,6 @@ def _run_with_progress(job: Job, study: Study) -> int:
     from agent.budget import BudgetAccount
     from agent.trial import Trial
 
-    def budgeted() -> int:  # from the study's cache: no extra query per trial
-        return sum(not t.interrupted for t in study.trials)
-
     budget = job.budget
     account = BudgetAccount(budget)
     progress = Progress(
@@ -173,7 +170,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
     task = progress.add_task(
         study.name,
         total=budget.trials,
-        completed=budgeted(),
+        completed=study.budgeted_trials,
         best=best_text(),
         remaining=remaining_text(),
     )
@@ -181,7 +178,7 @@ def _run_with_progress(job: Job, study: Study) -> int:
     def on_trial(_: Study, trial: Trial) -> None:
         progress.update(
             task,
-            completed=budgeted(),
+            completed=study.budgeted_trials,
             best=best_text(),
             remaining=remaining_text(),
         )

@@ -488,6 +488,12 @@ class Study:
         return self._cache.trials
 
     @property
+    def budgeted_trials(self) -> int:
+        """Trials that count against the trial budget: all but the interrupted ones (kept counted, not recounted)."""
+        self._cache.refresh()
+        return self._cache.budgeted()
+
+    @property
     def best_trial(self) -> Trial:
         """The best complete trial.
 
