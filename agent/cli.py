@@ -131,9 +131,8 @@ def _study_for(job: Job) -> Study:
     done = len(study.trials)
     if done:
         console.print(f"Resuming study [bold]{study.name}[/]: {done} trials so far.")
-    else:
-        for point in job.enqueue:
-            study.enqueue(point)
+    for point in job.enqueue:
+        study.enqueue(point, once=True)
     console.print(f"Storage: {study.storage.url}", markup=False, soft_wrap=True)
     return study
 

@@ -26,6 +26,7 @@ from agent.llm import LLMClient, ModelSpec
 from agent.loop import Callback, Coordinator, RunSummary
 from agent.proposers import PROPOSERS, Proposer, ProposerContext, RandomProposer, StudyView, make_proposer, uses_model
 from agent.proposers.base import Direction
+from agent.secrets import redact_data
 from agent.space import ParamValue, Space
 from agent.storage import (
     DEFAULT_STORAGE,
@@ -62,15 +63,22 @@ class Study:
     """A named optimization problem and its trials. Build one with :func:`create_study` or :func:`load_study`."""
 
     def __init__(
-        self, storage: Storage, record: StudyRecord, proposer: Proposer | None = None, llm: LLMClient | None = None
+        self,
+        storage: Storage,
+        record: StudyRecord,
+        proposer: Proposer | None = None,
+        llm: LLMClient | None = None,
+        search: SearchConfig | None = None,
     ) -> None:
         self._storage = storage
         self._record = record
         self.space = Space.from_dict(record.space)
         self._proposer = proposer
         self._llm = llm
-        #: How the study searches, typed (its stored settings, any release's; never refused on reading).
-        self.search = SearchConfig.from_settings(record.settings)
+        #: How the study searches, typed: ``search`` when given (the caller's settings, secrets included), else
+        #: the stored settings (any release's, never refused on reading; secrets such as a URL's password were
+        #: scrubbed before storing).
+        self.search = search if search is not None else SearchConfig.from_settings(record.settings)
         self._gateway: ModelGateway | None = None
         self._run_budget: Budget | None = None
         self._cache = TrialCache(storage, record.id, self.space)
@@ -411,16 +419,18 @@ class Study:
         self._cache.put(finished)
         return finished
 
-    def enqueue(self, params: Mapping[str, ParamValue]) -> None:
+    def enqueue(self, params: Mapping[str, ParamValue], once: bool = False) -> bool:
         """Evaluate ``params`` before anything the proposer suggests (e.g. a known good default).
 
-        Missing Text/Code parameters take their defaults.
+        Missing Text/Code parameters take their defaults. With ``once``, a point this study has already
+        had enqueued (evaluated or not) is skipped, even by runs started at the same moment: what a job
+        file lists is enqueued by every run of it, resumed ones included. Returns whether it was queued.
 
         Raises:
             InvalidCandidate: ``params`` does not fit the space; every problem is listed.
         """
         candidate = {**self.space.defaults(), **params}
-        self._storage.enqueue(self.id, self.space.validate(candidate))
+        return self._storage.enqueue(self.id, self.space.validate(candidate), once=once)
 
     def report(self, trial: Trial | int, step: int, value: float) -> None:
         """Store an intermediate value of a running trial (for pruning and learning curves)."""
@@ -625,7 +635,8 @@ def study_from_config(
     existing = db.get_study(name)
     if existing is None:
         try:
-            return Study(db, db.create_study(name, direction, metric, space.to_dict(), settings), llm=llm)
+            record = db.create_study(name, direction, metric, space.to_dict(), settings)
+            return Study(db, record, llm=llm, search=config.search)
         except StudyExists:  # another thread or process created it a moment ago
             existing = db.get_study(name)
             assert existing is not None
@@ -636,9 +647,9 @@ def study_from_config(
         )
     _check_same(existing, space, direction, metric)
     # How to search may change between runs (a new model, another proposer); what is searched may not.
-    if existing.settings != settings:
+    if existing.settings != redact_data(settings):
         existing = db.update_settings(existing.id, settings)
-    return Study(db, existing, llm=llm)
+    return Study(db, existing, llm=llm, search=config.search)
 
 
 def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str | None) -> None:

@@ -64,6 +64,8 @@ class Trial:
         error: why the trial failed.
         interrupted: the trial's process died or was stopped before it finished: it produced no result
             and does not count against the trial budget.
+        late: the trial was marked interrupted (its process looked dead) and its result arrived afterwards;
+            the result is kept, and the trial counts like any other.
         feedback: what the evaluation printed (a stderr tail), shown to the model.
         started_at, finished_at: wall-clock times (UTC).
         llm_call_id: the model call that proposed it, if any.
@@ -83,6 +85,7 @@ class Trial:
     rationale: str | None = None
     error: str | None = None
     interrupted: bool = False
+    late: bool = False
     feedback: str | None = None
     finished_at: datetime | None = None
     llm_call_id: int | None = None

@@ -182,3 +182,86 @@ def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: 
     assert len(again) == 1 and again[0].state is TrialState.COMPLETE
     assert again[0].proposer == interrupted.proposer
     assert len([t for t in trials if t.error != INTERRUPTED]) == 4
+
+
+STALLING_WORKER = """
+import sys, time
+from agent import Float, Space, create_study
+
+study = create_study("stall", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random", load_if_exists=True)
+study.optimize(lambda p: time.sleep(1.5) or 0.393, n_trials=1)
+"""
+
+
+def test_a_stalled_worker_marked_interrupted_keeps_its_late_result(tmp_path: Path) -> None:
+    # The fault: a run stopped (SIGSTOP, a closed laptop lid) while another run decided it was dead. Here it
+    # looks dead for real (its worker is made to look remote with an hour-old heartbeat), is marked
+    # interrupted, then wakes up and reports: the result must be kept, and the run must exit cleanly.
+    url = f"sqlite:///{tmp_path / 'stall.db'}"
+    worker = subprocess.Popen([sys.executable, "-c", STALLING_WORKER, url], env=ENV, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "stall.db"
+    wait_until(lambda: _running(db) == 1)
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            conn.execute("UPDATE workers SET hostname = 'elsewhere', heartbeat_at = heartbeat_at - 3600")
+        assert load_study("stall", url).recover_interrupted() == [0]
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    _, stderr = worker.communicate(timeout=60)
+    assert worker.returncode == 0, stderr
+    [trial] = load_study("stall", url).trials
+    assert (trial.state, trial.value, trial.late, trial.interrupted) == (TrialState.COMPLETE, 0.393, True, False)
+
+
+def _running(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=30) as conn:
+        try:
+            return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+ENQUEUED = '\n[[enqueue]]\nx = 0.5\nk = "plain"\n\n[[enqueue]]\nx = -1.5\nk = "plain"\n'
+
+
+def _enqueued_runs(db: Path) -> list[int]:
+    trials = load_study("crash", f"sqlite:///{db}").trials
+    return [sum(t.params["x"] == x and t.proposer == "enqueued" for t in trials) for x in (0.5, -1.5)]
+
+
+def test_runs_started_together_evaluate_each_enqueued_point_once(tmp_path: Path) -> None:
+    (tmp_path / "job.toml").write_text(JOB.format(python=sys.executable, trials=6) + ENQUEUED)
+    (tmp_path / "objective.py").write_text(OBJECTIVE)
+    run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
+    runs = [
+        subprocess.Popen(run, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    for process in runs:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    assert _enqueued_runs(tmp_path / "study.db") == [1, 1]
+
+
+KILLED_AFTER_ENQUEUEING = """
+import os, signal
+from agent.cli import _study_for
+from agent.jobfile import load_job
+
+_study_for(load_job("job.toml"))  # what `tunesmith run` does first: open the study, enqueue the job's points
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_kill_after_enqueueing_does_not_enqueue_again(tmp_path: Path) -> None:
+    (tmp_path / "job.toml").write_text(JOB.format(python=sys.executable, trials=4) + ENQUEUED)
+    (tmp_path / "objective.py").write_text(OBJECTIVE)
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ENQUEUEING], cwd=tmp_path, env=ENV, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
+    second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert _enqueued_runs(tmp_path / "study.db") == [1, 1]

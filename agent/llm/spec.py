@@ -28,6 +28,7 @@ from pydantic_core import core_schema
 from agent.errors import ConfigError
 from agent.llm.client import display_url
 from agent.registry import Registry, config_problem
+from agent.secrets import register_url_credentials
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
@@ -113,6 +114,7 @@ class ModelSpec:
         if not isinstance(text, str):
             raise _error(f'model must be a string such as "local", got {text!r}; expected one of {model_forms()}')
         if text.lower().startswith(("http://", "https://")):
+            register_url_credentials(text)  # a password in the URL must not reach storage, logs or prompts
             for entry in BACKENDS.entries():
                 if entry.meta.get("syntax") == "url":
                     return cls._checked(entry.name, text, text)

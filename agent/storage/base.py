@@ -81,8 +81,19 @@ class Storage(ABC):
     # Trials -------------------------------------------------------------------------------------------
     @abstractmethod
     def enqueue(
-        self, study_id: int, params: Mapping[str, ParamValue], proposer: str = "enqueued", rationale: str | None = None
-    ) -> None: ...
+        self,
+        study_id: int,
+        params: Mapping[str, ParamValue],
+        proposer: str = "enqueued",
+        rationale: str | None = None,
+        once: bool = False,
+    ) -> bool:
+        """Queue a point for the next trial started without a proposal; returns whether it was queued.
+
+        With ``once``, a point this study's queue already held (waiting or claimed) is not queued again:
+        a job file's points are enqueued by every run of the job (and by runs started together), yet must
+        be evaluated once in all. The check and the insert are one transaction.
+        """
 
     @abstractmethod
     def start_trial(
@@ -121,6 +132,12 @@ class Storage(ABC):
         interrupted: bool = False,
     ) -> Trial:
         """Record a trial's outcome in one transaction; only a running trial can be finished.
+
+        Two exceptions, both for a trial some other process marked interrupted because its worker looked
+        dead (a stopped laptop, a paused VM): its result, when it comes after all, is kept as a *late*
+        result (and the copy of its point requeued meanwhile is withdrawn if nobody started it); and its
+        own process marking it interrupted again is a no-op. Error and feedback texts are stored with
+        every known secret scrubbed.
 
         Raises:
             StorageError: no such trial, or it is already finished.
@@ -186,3 +203,9 @@ class Storage(ABC):
 
     def close(self) -> None:  # noqa: B027 - a storage without connections has nothing to release
         """Release connections; the storage may not be used afterwards."""
+
+
+def is_late_result(interrupted: bool, late: bool) -> bool:
+    """Whether a result told for a trial that is no longer running is to be kept as a late result: the
+    trial was marked interrupted by another process (not finished by its own), and only once."""
+    return interrupted and not late

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -16,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.secrets import redact, redact_data
 from agent.space import ParamValue
-from agent.storage.base import Changes, Clash, Storage
+from agent.storage.base import Changes, Clash, Storage, is_late_result
 from agent.storage.liveness import WorkerIdentity, is_dead
 from agent.storage.records import (
     LLMCallRecord,
@@ -30,6 +32,15 @@ from agent.storage.records import (
 )
 from agent.trial import INTERRUPTED, Proposal, Trial, TrialState
 
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Queued:
+    proposal: Proposal
+    source_trial: int | None = None
+    claimed: bool = False
+
 
 @dataclass
 class _Study:
@@ -38,7 +49,7 @@ class _Study:
     trials: list[Trial] = field(default_factory=list)
     trial_seq: list[int] = field(default_factory=list)
     trial_worker: list[str] = field(default_factory=list)
-    queue: list[Proposal] = field(default_factory=list)
+    queue: list[_Queued] = field(default_factory=list)
     calls: list[LLMCallRecord] = field(default_factory=list)
 
 
@@ -84,7 +95,7 @@ class InMemoryStorage(Storage):
                 direction,
                 metric,
                 json.loads(json.dumps(space)),
-                dict(settings),
+                redact_data(settings),
                 time.time(),
             )
             self._studies[record.id] = _Study(record)
@@ -101,7 +112,7 @@ class InMemoryStorage(Storage):
     def update_settings(self, study_id: int, settings: dict[str, Any]) -> StudyRecord:
         with self._lock:
             study = self._study(study_id)
-            study.record = replace(study.record, settings=dict(settings))
+            study.record = replace(study.record, settings=redact_data(settings))
             return study.record
 
     # Workers ------------------------------------------------------------------------------------------
@@ -116,12 +127,20 @@ class InMemoryStorage(Storage):
 
     # Trials -------------------------------------------------------------------------------------------
     def enqueue(
-        self, study_id: int, params: Mapping[str, ParamValue], proposer: str = "enqueued", rationale: str | None = None
-    ) -> None:
+        self,
+        study_id: int,
+        params: Mapping[str, ParamValue],
+        proposer: str = "enqueued",
+        rationale: str | None = None,
+        once: bool = False,
+    ) -> bool:
         with self._lock:
             study = self._study(study_id)
-            study.queue.append(Proposal(dict(params), proposer, rationale))
+            if once and any(dict(q.proposal.params) == dict(params) for q in study.queue):
+                return False
+            study.queue.append(_Queued(Proposal(dict(params), proposer, rationale)))
             study.seq += 1
+            return True
 
     def start_trial(
         self,
@@ -137,9 +156,11 @@ class InMemoryStorage(Storage):
             if max_trials is not None and self._count_budgeted(study) >= max_trials:
                 raise TrialBudgetReached(max_trials)
             if proposal is None:
-                if not study.queue:
+                waiting = next((q for q in study.queue if not q.claimed), None)
+                if waiting is None:
                     return None
-                proposal = study.queue.pop(0)
+                waiting.claimed = True
+                proposal = waiting.proposal
             elif (
                 clash is not None
                 and first_unseen is not None
@@ -179,16 +200,23 @@ class InMemoryStorage(Storage):
             study = self._study(study_id)
             index = self._trial_index(study, number)
             current = study.trials[index]
-            if current.state.is_finished:
+            late = current.state.is_finished and is_late_result(current.interrupted, current.late)
+            if current.state.is_finished and current.interrupted and interrupted:
+                return current  # stopped twice: by whoever marked it, then by itself
+            if current.state.is_finished and not late:
                 raise StorageError(f"trial {number} is already {current.state}; a trial can be told only once")
+            if late:
+                log.warning("trial %d was marked interrupted, but its result arrived: kept as a late result", number)
+                study.queue = [q for q in study.queue if q.claimed or q.source_trial != number]
             finished = replace(
                 current,
                 state=state,
                 value=value,
                 metrics=dict(metrics or {}),
-                error=error,
-                feedback=feedback,
+                error=redact(error) if error else error,
+                feedback=redact(feedback) if feedback else feedback,
                 interrupted=interrupted,
+                late=late,
                 finished_at=datetime.now(UTC),
             )
             self._touch(study, index, finished)
@@ -198,7 +226,7 @@ class InMemoryStorage(Storage):
         with self._lock:
             study = self._study(study_id)
             changed = [t for t, seq in zip(study.trials, study.trial_seq, strict=True) if seq > since]
-            return Changes(changed, study.seq, len(study.queue))
+            return Changes(changed, study.seq, sum(not q.claimed for q in study.queue))
 
     def count_budgeted_trials(self, study_id: int) -> int:
         with self._lock:
@@ -230,7 +258,9 @@ class InMemoryStorage(Storage):
                     ),
                 )
                 if requeue:
-                    study.queue.append(Proposal(dict(trial.params), trial.proposer, trial.rationale))
+                    study.queue.append(
+                        _Queued(Proposal(dict(trial.params), trial.proposer, trial.rationale), trial.number)
+                    )
                 marked.append(trial.number)
             return marked
 
@@ -280,7 +310,7 @@ class InMemoryStorage(Storage):
         with self._lock:
             study = self._study(study_id)
             call_id = sum(len(s.calls) for s in self._studies.values()) + 1
-            study.calls.append(replace(call, id=call_id, created_at=time.time()))
+            study.calls.append(replace(call.redacted(), id=call_id, created_at=time.time()))
             return call_id
 
     def llm_calls(self, study_id: int) -> list[LLMCallRecord]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.errors import BudgetExhausted, TunesmithError
+from agent.secrets import redact, redact_data
 
 DEFAULT_STORAGE = "sqlite:///tunesmith.db"
 #: A worker on another host whose heartbeat is older than this is taken for dead.
@@ -59,6 +60,16 @@ class LLMCallRecord:
     id: int | None = None
     created_at: float = 0.0
     trial_numbers: tuple[int, ...] = ()
+
+    def redacted(self) -> LLMCallRecord:
+        """This record with every known secret scrubbed from its texts (a server may echo the key back)."""
+        return replace(
+            self,
+            messages=redact_data(self.messages),
+            reply=redact(self.reply) if self.reply else self.reply,
+            parsed=redact_data(self.parsed),
+            error=redact(self.error) if self.error else self.error,
+        )
 
 
 @dataclass(frozen=True)

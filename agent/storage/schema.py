@@ -95,6 +95,7 @@ trials = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float),
     sa.Column("interrupted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("parents", sa.Text, nullable=False, server_default="[]"),
     sa.Column("user_attrs", sa.Text, nullable=False, server_default="{}"),
     sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
@@ -140,4 +141,5 @@ queue = sa.Table(
     sa.Column("rationale", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("trial_number", sa.Integer),
+    sa.Column("source_trial", sa.Integer),
 )

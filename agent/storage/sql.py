@@ -29,9 +29,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from agent.secrets import redact, redact_data
 from agent.space import ParamValue
 from agent.storage import migrate
-from agent.storage.base import Changes, Clash, Storage
+from agent.storage.base import Changes, Clash, Storage, is_late_result
 from agent.storage.liveness import WorkerIdentity, is_dead
 from agent.storage.records import (
     LLMCallRecord,
@@ -159,7 +160,7 @@ class SQLStorage(Storage):
                     direction=direction,
                     metric=metric,
                     space=json.dumps(space),
-                    settings=json.dumps(settings),
+                    settings=json.dumps(redact_data(settings)),
                     created_at=created,
                     seq=0,
                     next_number=0,
@@ -173,7 +174,7 @@ class SQLStorage(Storage):
             study_id = self._write(work)
         except sa.exc.IntegrityError:  # PostgreSQL: another process inserted the name after our check
             raise StudyExists(f"a study named {name!r} already exists in {self.url}") from None
-        return StudyRecord(study_id, name, direction, metric, space, settings, created)
+        return StudyRecord(study_id, name, direction, metric, space, redact_data(settings), created)
 
     def get_study(self, name: str) -> StudyRecord | None:
         with self._read() as conn:
@@ -187,7 +188,9 @@ class SQLStorage(Storage):
 
     def update_settings(self, study_id: int, settings: dict[str, Any]) -> StudyRecord:
         def work(conn: Connection) -> Any:
-            conn.execute(sa.update(studies).where(studies.c.id == study_id).values(settings=json.dumps(settings)))
+            conn.execute(
+                sa.update(studies).where(studies.c.id == study_id).values(settings=json.dumps(redact_data(settings)))
+            )
             return conn.execute(sa.select(studies).where(studies.c.id == study_id)).one()
 
         return _study_from_row(self._write(work))
@@ -237,10 +240,19 @@ class SQLStorage(Storage):
         return int(row.seq), int(row.next_number) - 1 if new_trial else -1
 
     def enqueue(
-        self, study_id: int, params: Mapping[str, ParamValue], proposer: str = "enqueued", rationale: str | None = None
-    ) -> None:
-        def work(conn: Connection) -> None:
-            self._advance(conn, study_id)
+        self,
+        study_id: int,
+        params: Mapping[str, ParamValue],
+        proposer: str = "enqueued",
+        rationale: str | None = None,
+        once: bool = False,
+    ) -> bool:
+        def work(conn: Connection) -> bool:
+            self._advance(conn, study_id)  # serializes enqueuers: two runs cannot both see the point missing
+            if once:
+                held = conn.execute(sa.select(queue.c.params).where(queue.c.study_id == study_id)).scalars()
+                if any(json.loads(text) == dict(params) for text in held):
+                    return False
             conn.execute(
                 sa.insert(queue).values(
                     study_id=study_id,
@@ -250,8 +262,9 @@ class SQLStorage(Storage):
                     created_at=_now(),
                 )
             )
+            return True
 
-        self._write(work)
+        return self._write(work)
 
     def start_trial(
         self,
@@ -332,34 +345,47 @@ class SQLStorage(Storage):
 
         def work(conn: Connection) -> Trial:
             seq, _ = self._advance(conn, study_id)
-            updated = conn.execute(
-                sa.update(trials)
-                .where(
-                    trials.c.study_id == study_id,
-                    trials.c.number == number,
-                    trials.c.state == TrialState.RUNNING.value,
+            row = conn.execute(
+                sa.select(trials.c.state, trials.c.interrupted, trials.c.late).where(
+                    trials.c.study_id == study_id, trials.c.number == number
                 )
+            ).first()
+            if row is None:
+                raise StorageError(f"trial {number} does not exist in this study")
+            late = row.state != TrialState.RUNNING.value and is_late_result(bool(row.interrupted), bool(row.late))
+            if row.state != TrialState.RUNNING.value and row.interrupted and interrupted:
+                return self._trial(conn, study_id, number)  # stopped twice: by whoever marked it, then by itself
+            if row.state != TrialState.RUNNING.value and not late:
+                raise StorageError(f"trial {number} is already {row.state}; a trial can be told only once")
+            if late:
+                log.warning("trial %d was marked interrupted, but its result arrived: kept as a late result", number)
+                conn.execute(  # its point was put back in the queue: withdraw the copy nobody has started
+                    sa.delete(queue).where(
+                        queue.c.study_id == study_id, queue.c.source_trial == number, queue.c.trial_number.is_(None)
+                    )
+                )
+            conn.execute(
+                sa.update(trials)
+                .where(trials.c.study_id == study_id, trials.c.number == number)
                 .values(
                     state=state.value,
                     value=value,
                     metrics=json.dumps(dict(metrics or {})),
-                    error=error,
-                    feedback=feedback,
+                    error=redact(error) if error else error,
+                    feedback=redact(feedback) if feedback else feedback,
                     interrupted=interrupted,
+                    late=late,
                     finished_at=_now(),
                     seq=seq,
                 )
-            ).rowcount
-            row = conn.execute(
-                sa.select(trials).where(trials.c.study_id == study_id, trials.c.number == number)
-            ).first()
-            if row is None:
-                raise StorageError(f"trial {number} does not exist in this study")
-            if not updated:
-                raise StorageError(f"trial {number} is already {row.state}; a trial can be told only once")
-            return self._trials_from_rows(conn, [row])[0]
+            )
+            return self._trial(conn, study_id, number)
 
         return self._write(work)
+
+    def _trial(self, conn: Connection, study_id: int, number: int) -> Trial:
+        row = conn.execute(sa.select(trials).where(trials.c.study_id == study_id, trials.c.number == number)).one()
+        return self._trials_from_rows(conn, [row])[0]
 
     def _touch(self, conn: Connection, study_id: int, number: int, extras: bool = False) -> int:
         """Give a trial a new sequence number (it changed), flag its extras; returns its row id."""
@@ -463,6 +489,7 @@ class SQLStorage(Storage):
                             proposer=r.proposer,
                             rationale=r.rationale,
                             created_at=now,
+                            source_trial=r.number,
                         )
                     )
             return [int(r.number) for r in dead]
@@ -532,6 +559,8 @@ class SQLStorage(Storage):
 
     # Model calls --------------------------------------------------------------------------------------
     def record_llm_call(self, study_id: int, call: LLMCallRecord) -> int:
+        call = call.redacted()
+
         def work(conn: Connection) -> int:
             result = conn.execute(
                 sa.insert(llm_calls).values(
@@ -700,6 +729,7 @@ def _trial_from_row(row: Any, intermediate: tuple[tuple[int, float], ...], named
         rationale=row.rationale,
         error=row.error,
         interrupted=bool(row.interrupted),
+        late=bool(row.late),
         feedback=row.feedback,
         finished_at=None if row.finished_at is None else datetime.fromtimestamp(row.finished_at, UTC),
         llm_call_id=row.llm_call_id,

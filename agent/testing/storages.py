@@ -219,11 +219,8 @@ class StorageContract:
     def test_trials_of_unknown_or_dead_workers_are_recovered_and_requeued(
         self, storage: Storage, study_id: int
     ) -> None:
-        gone = subprocess.Popen([sys.executable, "-c", "pass"])  # a worker process that has exited
-        gone.wait()
-        storage.register_worker("ghost", WorkerIdentity(socket.gethostname(), gone.pid, None))
         storage.start_trial(study_id, "w", point(0.1))  # this process: alive
-        storage.start_trial(study_id, "ghost", Proposal({"x": 0.2}, "bo", "GP"))  # its process is gone
+        storage.start_trial(study_id, _exited_worker(storage), Proposal({"x": 0.2}, "bo", "GP"))  # its process is gone
         assert storage.recover_interrupted(study_id, requeue=True) == [1]
         trials = storage.trials(study_id)
         assert trials[0].state is TrialState.RUNNING
@@ -231,6 +228,49 @@ class StorageContract:
         requeued = storage.start_trial(study_id, "w", None)
         assert requeued is not None and (dict(requeued.params), requeued.proposer) == ({"x": 0.2}, "bo")
         assert storage.recover_interrupted(study_id) == []
+
+    def test_a_late_result_of_an_interrupted_trial_is_kept_and_its_requeued_copy_withdrawn(
+        self, storage: Storage, study_id: int
+    ) -> None:
+        stalled = _exited_worker(storage)
+        storage.start_trial(study_id, stalled, point(0.2))
+        assert storage.recover_interrupted(study_id, requeue=True) == [0]
+        assert storage.changes(study_id).queued == 1
+        late = storage.finish_trial(study_id, 0, TrialState.COMPLETE, 0.393, {"loss": 0.393})
+        assert (late.state, late.value, late.interrupted, late.late) == (TrialState.COMPLETE, 0.393, False, True)
+        assert storage.changes(study_id).queued == 0 and storage.count_budgeted_trials(study_id) == 1
+        with pytest.raises(StorageError, match="already complete"):
+            storage.finish_trial(study_id, 0, TrialState.COMPLETE, 0.5)
+
+    def test_a_trial_marked_interrupted_twice_stays_as_it_is(self, storage: Storage, study_id: int) -> None:
+        storage.start_trial(study_id, _exited_worker(storage), point(0.2))
+        storage.recover_interrupted(study_id)
+        again = storage.finish_trial(study_id, 0, TrialState.FAILED, error="interrupted", interrupted=True)
+        assert (again.interrupted, again.late) == (True, False)
+
+    def test_a_point_enqueued_once_is_not_enqueued_again(self, storage: Storage, study_id: int) -> None:
+        assert storage.enqueue(study_id, {"x": 0.3}, once=True)
+        assert not storage.enqueue(study_id, {"x": 0.3}, once=True)
+        claimed = storage.start_trial(study_id, "w", None)
+        assert claimed is not None
+        assert not storage.enqueue(study_id, {"x": 0.3}, once=True)  # already evaluated: still not again
+        assert storage.enqueue(study_id, {"x": 0.3})  # without once, a point may be queued twice on purpose
+        assert storage.changes(study_id).queued == 1
+
+    def test_known_secrets_are_scrubbed_from_what_is_stored(
+        self, storage: Storage, study_id: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PLANTED_API_KEY", "sk-planted-0123456789")
+        secret = "sk-planted-0123456789"
+        storage.start_trial(study_id, "w", point(0.2))
+        storage.finish_trial(study_id, 0, TrialState.FAILED, error=f"bad key {secret}", feedback=f"env: {secret}")
+        storage.record_llm_call(
+            study_id,
+            LLMCallRecord("propose", "m", [{"role": "user", "content": secret}], reply=secret, error=secret),
+        )
+        created = storage.create_study("other", "minimize", None, SPACE, {"model": f"http://h/v1#{secret}"})
+        stored = [storage.trials(study_id)[0], storage.llm_calls(study_id)[0], storage.get_study("other"), created]
+        assert secret not in repr(stored) and "***" in repr(stored)
 
     # Concurrency --------------------------------------------------------------------------------------
     def test_threads_get_unique_numbers_and_never_overshoot_the_budget(self, storage: Storage, study_id: int) -> None:
@@ -257,3 +297,11 @@ class StorageContract:
             thread.join()
         assert sorted(started) == list(range(40)) and len(refused) == 20
         assert storage.count_budgeted_trials(study_id) == 40
+
+
+def _exited_worker(storage: Storage) -> str:
+    """Register a worker whose process has exited, so its running trials count as interrupted."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    storage.register_worker("ghost", WorkerIdentity(socket.gethostname(), gone.pid, None))
+    return "ghost"
