@@ -10,6 +10,7 @@ flags, unknown study), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -59,10 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a study name in Greek on an ASCII terminal is shown, not a crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     handler = {"run": _cmd_run, "status": _cmd_status, "best": _cmd_best, "storage": _cmd_storage}[args.command]
+    from agent.storage import StorageError
+
     try:
         return handler(args)
+    except StorageError as exc:  # a URL to fix (2), or a database that failed under us (1): one line, no traceback
+        _fail(str(exc), _exit_code(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -78,8 +86,20 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    from agent.secrets import redact
+
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
     raise SystemExit(code)
+
+
+def _exit_code(exc: Exception) -> int:
+    """1 for an environment that failed (an unreachable or read-only database, a full disk), 2 for input the
+    user must fix (a bad URL, an unknown study)."""
+    from agent.storage import StorageUnavailable
+
+    return EXIT_ERROR if isinstance(exc, StorageUnavailable) else EXIT_USAGE
 
 
 def _open_study(name: str, storage: str | None) -> Study:
@@ -89,7 +109,7 @@ def _open_study(name: str, storage: str | None) -> Study:
     try:
         return load_study(name, storage or DEFAULT_STORAGE)
     except StorageError as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
 
 
 # run ------------------------------------------------------------------------------------------------------
@@ -99,8 +119,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from rich.logging import RichHandler
 
     from agent.jobfile import JobFileError, load_job
+    from agent.secrets import RedactingFilter
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False)])
+    handler = RichHandler(show_path=False)
+    handler.addFilter(RedactingFilter())  # a warning quoting a server's reply must not print the key it echoed
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[handler])
     try:
         job = load_job(args.job)
     except JobFileError as exc:
@@ -120,20 +143,21 @@ def _interrupt(signum: int, frame: object) -> NoReturn:
 
 
 def _study_for(job: Job) -> Study:
+    from agent.secrets import without_credentials
     from agent.storage import StorageError
     from agent.study import study_from_config
 
     console = _console()
     try:
-        study = study_from_config(job.config, job.space, load_if_exists=True)
+        study = study_from_config(job.config, job.space, load_if_exists=True, objective=job.objective.identity)
     except (ValueError, StorageError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
     done = len(study.trials)
     if done:
         console.print(f"Resuming study [bold]{study.name}[/]: {done} trials so far.")
     for point in job.enqueue:
         study.enqueue(point, once=True)
-    console.print(f"Storage: {study.storage.url}", markup=False, soft_wrap=True)
+    console.print(f"Storage: {without_credentials(study.storage.url)}", markup=False, soft_wrap=True)
     return study
 
 
@@ -214,7 +238,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         try:
             storage = open_storage(args.storage or DEFAULT_STORAGE, create=False)
         except StorageError as exc:
-            _fail(str(exc))
+            _fail(str(exc), _exit_code(exc))
         studies = [Study(storage, record) for record in storage.list_studies()]
     summaries = [summarize(s) for s in studies]
     if args.json:
@@ -258,7 +282,7 @@ def _cmd_storage(args: argparse.Namespace) -> int:
     try:
         SQLStorage(args.url, create=False).close()  # opening upgrades, after a backup copy of a SQLite file
     except StorageError as exc:
-        _fail(str(exc))
+        _fail(str(exc), _exit_code(exc))
     print(f"{args.url} is at schema {HEAD}")
     return 0
 

@@ -13,6 +13,7 @@ load too; a model name that is no spec there is the record of a client object (`
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,6 +29,8 @@ from agent.storage import DEFAULT_STORAGE
 
 Direction = Literal["minimize", "maximize"]
 
+#: The longest study name accepted.
+MAX_NAME_LENGTH = 200
 #: The keys of the settings dicts stored by tunesmith 0.x.
 _V1_KEYS = frozenset({"proposer", "seed", "context", "model", "api_key_env", "prices"})
 
@@ -185,8 +188,14 @@ class StudyConfig(_Config):
     @field_validator("name")
     @classmethod
     def _named(cls, value: str) -> str:
+        # A name is shown in tables, typed on command lines and stored in a 255-character column.
         if not value.strip():
             raise config_problem("must not be empty: a study needs a name")
+        if len(value) > MAX_NAME_LENGTH:
+            raise config_problem(f"is {len(value)} characters long; keep it to {MAX_NAME_LENGTH}")
+        control = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Cs")), None)
+        if control is not None:
+            raise config_problem(f"contains the control character {control!r}; use printable characters only")
         return value
 
     @classmethod

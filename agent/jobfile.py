@@ -12,6 +12,7 @@ kind (``command = [...]`` or ``function = "module:fn"``, see :mod:`tools.registr
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ class ObjectiveConfig:
 
     def evaluator(self, folder: Path | None = None, space: Space | None = None) -> Evaluator:
         return EVALUATORS.build(self.kind, self.options, EvaluatorContext(folder, space), where="objective")
+
+    @property
+    def identity(self) -> str:
+        """What is evaluated, in one line (``command = ["python", "train.py", "{lr}"]``), stored with the study
+        so that a job file that reuses a study's name for another objective is noticed. Limits such as
+        ``timeout`` are not part of it: changing them evaluates the same thing."""
+        options = self.options.model_dump(mode="json")
+        what = options.get(self.kind, options)
+        return f"{self.kind} = {json.dumps(what)}"
 
 
 @dataclass(frozen=True)

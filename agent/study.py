@@ -26,7 +26,7 @@ from agent.llm import LLMClient, ModelSpec
 from agent.loop import Callback, Coordinator, RunSummary
 from agent.proposers import PROPOSERS, Proposer, ProposerContext, RandomProposer, StudyView, make_proposer, uses_model
 from agent.proposers.base import Direction
-from agent.secrets import redact_data
+from agent.secrets import redact, redact_data
 from agent.space import ParamValue, Space
 from agent.storage import (
     DEFAULT_STORAGE,
@@ -163,8 +163,9 @@ class Study:
 
     @property
     def model(self) -> str | None:
-        """The ``model=`` setting (a spec such as ``"local"``), or None when the study has no model."""
-        return None if self.search.model is None else str(self.search.model)
+        """The ``model=`` setting (a spec such as ``"local"``), or None when the study has no model. For display:
+        a password in the URL shows as ``***``."""
+        return None if self.search.model is None else redact(str(self.search.model))
 
     @property
     def context(self) -> str | None:
@@ -617,6 +618,10 @@ def create_study(
     )
 
 
+#: The settings key holding what a study's job file evaluates (ignored when the settings are read back).
+OBJECTIVE_KEY = "objective"
+
+
 def study_from_config(
     config: StudyConfig,
     space: Space,
@@ -624,14 +629,18 @@ def study_from_config(
     storage: Storage | None = None,
     client: LLMClient | None = None,
     load_if_exists: bool = False,
+    objective: str | None = None,
 ) -> Study:
     """Create (or, with ``load_if_exists``, reopen) the study ``config`` describes: what create_study and the
     CLI share. ``storage`` overrides ``config.storage`` with an open Storage; ``client`` is the model object
-    when ``config.search.model`` records one (``object:<name>``)."""
+    when ``config.search.model`` records one (``object:<name>``); ``objective`` says what is evaluated (a job
+    file's command), stored so that reopening the study for another objective is warned about."""
     name, direction, metric = config.name, config.direction, config.metric
     db = storage if storage is not None else open_storage(config.storage, create=True)
     llm = client
     settings = config.search.to_settings()
+    if objective is not None:
+        settings[OBJECTIVE_KEY] = objective
     existing = db.get_study(name)
     if existing is None:
         try:
@@ -646,6 +655,15 @@ def study_from_config(
             "or load_if_exists=True"
         )
     _check_same(existing, space, direction, metric)
+    before = existing.settings.get(OBJECTIVE_KEY)
+    if objective is not None and before is not None and before != redact_data(objective):
+        log.warning(
+            "study %r was run with another objective (%s); this run evaluates %s. Their results are mixed in one "
+            "study: give this job another study name to keep them apart",
+            name,
+            before,
+            objective,
+        )
     # How to search may change between runs (a new model, another proposer); what is searched may not.
     if existing.settings != redact_data(settings):
         existing = db.update_settings(existing.id, settings)

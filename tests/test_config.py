@@ -234,6 +234,21 @@ def test_from_kwargs_names_each_faulty_argument() -> None:
     assert isinstance(info.value, TunesmithError) and isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("x" * 10_000, "name: is 10000 characters long; keep it to 200"),
+        ("a\x00b", "name: contains the control character '\\x00'; use printable characters only"),
+        ("two\nlines", "name: contains the control character '\\n'; use printable characters only"),
+    ],
+)
+def test_a_study_name_is_short_and_printable(name: str, problem: str) -> None:
+    with pytest.raises(OptionsError) as info:
+        StudyConfig.from_kwargs(name)
+    assert info.value.problems == [problem]
+    assert StudyConfig.from_kwargs("Ωμέγα run #2").name == "Ωμέγα run #2"
+
+
 def test_from_kwargs_records_a_client_object_and_the_budget() -> None:
     config = StudyConfig.from_kwargs(
         "s", model=ScriptedClient(model="mine"), metric="loss", budget=Budget(trials=5, wall_time="1m")

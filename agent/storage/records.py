@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.errors import BudgetExhausted, TunesmithError
+from agent.errors import BudgetExhausted, ConfigError, TunesmithError
 from agent.secrets import redact, redact_data
 
 DEFAULT_STORAGE = "sqlite:///tunesmith.db"
@@ -15,6 +15,19 @@ STALE_AFTER_S = 120.0
 
 class StorageError(TunesmithError, RuntimeError):
     """The storage cannot be used as asked (wrong URL, newer schema, unknown study...)."""
+
+
+class StorageURLError(StorageError, ConfigError):
+    """The storage URL itself is wrong (an unknown kind of database, a driver that is not installed): bad
+    input, not a failing environment."""
+
+    def __init__(self, message: str) -> None:
+        ConfigError.__init__(self, message, field="storage")
+
+
+class StorageUnavailable(StorageError):
+    """The database failed under us (unreachable, read-only, a full or failing disk): the environment is at
+    fault, not the input; the transaction that failed was rolled back, everything before it is kept."""
 
 
 class StudyExists(StorageError):

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from agent.secrets import redact, redact_data
+from agent.secrets import redact, redact_data, register_url_credentials, without_credentials
 from agent.space import ParamValue
 from agent.storage import migrate
 from agent.storage.base import Changes, Clash, Storage, is_late_result
@@ -39,6 +39,8 @@ from agent.storage.records import (
     ProposalConflict,
     Spend,
     StorageError,
+    StorageUnavailable,
+    StorageURLError,
     StudyExists,
     StudyRecord,
     TrialBudgetReached,
@@ -75,7 +77,7 @@ _PLAIN_CALL_COLUMNS = (
 #: Whole-transaction retries after a lost race (deadlock, serialization failure, lock timeout).
 _ATTEMPTS = 8
 _SQLITE_BUSY_MS = 60_000
-_POSTGRES_HINT = 'PostgreSQL needs its driver: pip install "tunesmith[postgres]" (psycopg 3)'
+_POSTGRES_HINT = 'pip install "tunesmith[postgres]" (psycopg 3)'
 
 
 def _now() -> float:
@@ -94,19 +96,30 @@ class SQLStorage(Storage):
     """
 
     def __init__(self, url: str, create: bool = True, upgrade: bool = True) -> None:
+        register_url_credentials(url)  # the database password must not reach logs or terminal output
         self.url = url
         self._engine, self._sqlite_path = _make_engine(url, create)
         self._dialect = self._engine.dialect.name
-        self._ensure_schema(upgrade)
+        try:
+            self._ensure_schema(upgrade)
+        except sa.exc.DBAPIError as exc:
+            self._engine.dispose()
+            raise StorageUnavailable(_explain(f"cannot open {self}", exc)) from None
 
     def __repr__(self) -> str:
-        return f"SQLStorage({self._engine.url.render_as_string(hide_password=True)!r})"
+        return f"SQLStorage({str(self)!r})"
+
+    def __str__(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
 
     # Transactions -------------------------------------------------------------------------------------
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise StorageUnavailable(_explain(f"{self}: cannot read", exc)) from exc
 
     def _write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a write transaction, retried whole when it loses a race."""
@@ -118,7 +131,7 @@ class SQLStorage(Storage):
                         return work(conn)
             except sa.exc.OperationalError as exc:
                 if attempt == _ATTEMPTS or not _is_lost_race(exc):
-                    raise StorageError(f"{self}: {exc.orig}") from exc
+                    raise StorageUnavailable(_explain(f"{self}: cannot write", exc)) from exc
                 log.debug("transaction lost a race (%s); retrying", exc.orig)
                 time.sleep(min(0.05 * 2**attempt, 1.0))
         raise AssertionError("unreachable")
@@ -619,26 +632,39 @@ class SQLStorage(Storage):
 
 # Engines ------------------------------------------------------------------------------------------------
 def _make_engine(url: str, create: bool) -> tuple[Engine, Path | None]:
+    shown = without_credentials(url)
     try:
         parsed = sa.engine.make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise StorageError(
-            f"storage {url!r} is not a database URL; use e.g. sqlite:///tunesmith.db or postgresql://host/db"
-        ) from exc
-    backend = parsed.get_backend_name()
+        backend = parsed.get_backend_name()
+        parsed.get_dialect()  # an unknown kind of database ("foo://") is refused here, not at the first query
+    except sa.exc.NoSuchModuleError:
+        raise StorageURLError(
+            f"{shown!r}: unknown kind of database {parsed.drivername!r}; use sqlite:///FILE.db or "
+            "postgresql://USER@HOST/DATABASE"
+        ) from None
+    except sa.exc.ArgumentError:
+        raise StorageURLError(
+            f"{shown!r} is not a database URL; use e.g. sqlite:///tunesmith.db or postgresql://USER@HOST/DATABASE"
+        ) from None
     if backend == "postgresql":
         if parsed.drivername == "postgresql":  # SQLAlchemy's default is psycopg2; we ship psycopg 3
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
             engine = sa.create_engine(parsed, pool_pre_ping=True)
         except ImportError:
-            raise StorageError(_POSTGRES_HINT) from None
+            driver = parsed.get_driver_name()
+            hint = (
+                f"PostgreSQL needs its driver: {_POSTGRES_HINT}"
+                if driver == "psycopg"
+                else f"its driver {driver} is not installed; write postgresql://... for psycopg 3: {_POSTGRES_HINT}"
+            )
+            raise StorageURLError(f"{shown!r}: {hint}") from None
         return engine, None
     if backend != "sqlite":
         try:
             return sa.create_engine(parsed, pool_pre_ping=True), None
         except ImportError as exc:
-            raise StorageError(f"storage {url!r}: the database driver is not installed ({exc})") from None
+            raise StorageURLError(f"{shown}: the database driver is not installed ({exc})") from None
     if not parsed.database or parsed.database == ":memory:":
         raise StorageError(
             "storage: in-memory SQLite cannot be shared between connections; use a file "
@@ -650,7 +676,12 @@ def _make_engine(url: str, create: bool) -> tuple[Engine, Path | None]:
             f"no database at {path.resolve()}; run a job first (tunesmith run JOB.toml) "
             "or point --storage at the right file"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageUnavailable(
+            f"cannot create the folder of {path}: {exc.strerror or exc}; point storage at a writable place"
+        ) from None
     engine = sa.create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_MS / 1000, "check_same_thread": False})
     _configure_sqlite(engine)
     return engine, path
@@ -691,6 +722,31 @@ def _enable_wal(cursor: Any) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+#: What to do about the database errors a user can fix, by a fragment of the driver's message.
+_FIXES = (
+    ("readonly", "the database is read-only: make the file and its folder writable, or use another storage"),
+    ("read-only", "the database is read-only: make the file and its folder writable, or use another storage"),
+    ("disk is full", "the disk is full: free some space and run again; finished trials are kept"),
+    (
+        "disk i/o error",
+        "a disk I/O error (a full or failing disk, a lost mount): fix it and run again; finished trials are kept",
+    ),
+    ("unable to open database file", "check that the file's folder exists and is writable"),
+    ("connection refused", "is the database server running, and are the host and port right?"),
+    ("could not translate host name", "check the host name in the storage URL"),
+    ("password authentication failed", "check the user and password (or use a ~/.pgpass file)"),
+    ("does not exist", "create the database first (createdb NAME)"),
+)
+
+
+def _explain(what: str, exc: sa.exc.DBAPIError) -> str:
+    """One line: what failed, the driver's reason, and the fix when it is one a user can make."""
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    lower = str(exc.orig).lower()
+    fix = next((fix for fragment, fix in _FIXES if fragment in lower), None)
+    return f"{what}: {reason}" + (f" ({fix})" if fix else "")
 
 
 def _is_lost_race(exc: sa.exc.OperationalError) -> bool:
