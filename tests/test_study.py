@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import pandas
 import pytest
@@ -117,6 +119,17 @@ def test_parallel_workers_in_threads(url: str) -> None:
     numbers = [t.number for t in study.trials]
     assert numbers == list(range(16))
     assert len({SPACE.key(t.params) for t in study.trials}) == 16
+
+
+def test_threads_opening_a_new_study_at_once_all_get_it(tmp_path: Path) -> None:
+    # The fault: 4 threads with load_if_exists=True on a new file, 7 of 160 raised "already exists".
+    def open_race(url: str) -> agent.Study:
+        return create_study("race", SPACE, storage=url, load_if_exists=True)
+
+    for repeat in range(40):
+        with ThreadPoolExecutor(4) as pool:
+            studies = list(pool.map(open_race, [f"sqlite:///{tmp_path / f'race{repeat}.db'}"] * 4))
+        assert len({study.id for study in studies}) == 1
 
 
 def test_create_and_load_errors(url: str) -> None:

@@ -75,10 +75,16 @@ def test_four_processes_stop_at_exactly_the_trial_budget(url: str) -> None:
 
 
 def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # The fault: 4 processes on a new file, "database is locked" at the switch to WAL; and "already exists"
+    # from create_study(load_if_exists=True). Eight processes, each creating or loading the same study.
     url = f"sqlite:///{tmp_path / 'new.db'}"
-    code = "import sys; from agent.storage import SQLStorage; SQLStorage(sys.argv[1]).list_studies()"
-    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=REPO) for _ in range(4)]
-    assert [p.wait(timeout=120) for p in procs] == [0] * 4
+    code = (
+        "import sys; from agent import Float, Space, create_study; "
+        "create_study('race', Space(x=Float(0, 1)), storage=sys.argv[1], load_if_exists=True)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=REPO, stderr=subprocess.PIPE) for _ in range(8)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else b"") for p in procs]
+    assert [code for code, _ in outcomes] == [0] * 8, outcomes
 
 
 def test_reads_do_not_wait_for_a_writer(tmp_path: Path) -> None:
