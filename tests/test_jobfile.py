@@ -136,7 +136,9 @@ def test_a_function_objective_refuses_the_keys_of_a_command(tmp_path: Path) -> N
     module = "tsjob_objective_with_env"
     (tmp_path / f"{module}.py").write_text("def objective(params):\n    return params['lr']\n")
     path = write_job(tmp_path, job_text(objective=f'function = "{module}:objective"\nenv = {{ A = "1" }}\n'))
-    assert problems_of(path) == ["objective.env: not used by a function objective (its keys: function, timeout)"]
+    assert problems_of(path) == [
+        "objective.env: not used by a function objective (its keys: function, timeout, pass_env)"
+    ]
 
 
 class Temperature(Options):
@@ -222,7 +224,7 @@ BROKEN = [
     (
         "unknown key in [objective]",
         job_text(objective=COMMAND_LR + 'metirc = "loss"\n', space=SPACE_ONE),
-        ["objective.metirc: unknown key (allowed here: command, function, metric, timeout, env)"],
+        ["objective.metirc: unknown key (allowed here: command, function, metric, timeout, env, pass_env)"],
     ),
     (
         "low >= high",

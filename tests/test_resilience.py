@@ -265,3 +265,27 @@ def test_a_kill_after_enqueueing_does_not_enqueue_again(tmp_path: Path) -> None:
     second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert _enqueued_runs(tmp_path / "study.db") == [1, 1]
+
+
+POOL_RUN = """
+import sys
+from agent import Float, Space, create_study
+
+study = create_study("pool", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random")
+study.optimize("tests.tools.slow_objectives:sleepy", n_trials=2, workers=2, executor="processes")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_worker_processes_die_with_a_killed_run(tmp_path: Path) -> None:
+    import psutil
+
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    run = subprocess.Popen([sys.executable, "-c", POOL_RUN, url], env=ENV, cwd=REPO)
+    wait_until(lambda: _running(tmp_path / "pool.db") == 2)
+    workers = psutil.Process(run.pid).children(recursive=True)
+    assert workers
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == [], [p.cmdline() for p in alive]

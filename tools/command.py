@@ -3,7 +3,11 @@
 Each argv item is a template (``"--lr={lr}"``) filled with :meth:`str.format_map`; the filled item is
 passed to the program as exactly one argument, so a value such as ``"x; touch pwned"`` is data, never
 shell code. The score is the last JSON object the command prints on stdout (``{"accuracy": 0.93}``);
-lines with a ``"step"`` key are progress reports, not results. A timeout kills the whole process group.
+lines with a ``"step"`` key are progress reports, not results.
+
+The command runs without our secrets (``agent.secrets.objective_environment``; ``pass_env`` names the ones it
+may have). When its trial ends, however it ends, it is killed with everything it started
+(:mod:`tools.processes`): a timeout, a success that left a background job running, Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,8 +19,7 @@ import shutil
 import signal
 import string
 import subprocess
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +27,11 @@ from pydantic import Field
 
 from agent.budget import parse_duration
 from agent.registry import Duration, Options
+from agent.secrets import objective_environment
 from agent.space import ParamValue
 from agent.trial import Trial
 from tools.evaluation import Evaluation, tail
-from tools.processes import tracked
+from tools.processes import TOKEN_ENV, EnvNames, child_preexec, kill_tree, pass_env_names, tracked, trial_workspace
 from tools.registry import EVALUATORS, EvaluatorContext
 
 #: Placeholders that are always available besides the parameters.
@@ -72,18 +76,12 @@ def _read_tail(path: Path, limit: int) -> str:
         return f.read().decode("utf-8", errors="replace")
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the command's process group, SIGKILL it after a grace period, and reap the leader."""
-    _signal_group(proc.pid, signal.SIGTERM)
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group and give it a grace period to exit on its own (save, clean up)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(_KILL_GRACE_S)
-    _signal_group(proc.pid, signal.SIGKILL)  # children may outlive the leader
-    proc.wait()
 
 
 class CommandEvaluator:
@@ -92,10 +90,16 @@ class CommandEvaluator:
     Args:
         argv: the command as a list; items may hold ``{param}``, ``{trial_number}`` and ``{params_file}``
             (a JSON file with every parameter, for long Text/Code values).
-        timeout: seconds or a duration string; the process group is killed when it runs out.
+        timeout: seconds or a duration string; the command and all its processes are killed when it runs out.
         cwd: working directory (a job file's folder by default in the CLI).
-        env: extra environment variables. The command also gets ``TUNESMITH_TRIAL_NUMBER`` and
-            ``TUNESMITH_PARAMS_FILE``.
+        env: extra environment variables. The command also gets ``TUNESMITH_TRIAL_NUMBER``,
+            ``TUNESMITH_PARAMS_FILE`` and ``TUNESMITH_TRIAL_TOKEN`` (what marks the trial's processes).
+        pass_env: names of secret variables of ours the command may have (``["HF_TOKEN"]``); the others
+            (``*_API_KEY``, ``*_TOKEN``, ``*SECRET*``, ``*PASSWORD*``, the model's key) are left out, because
+            what the command prints lands in the study and in the model's prompt.
+
+    Raises:
+        ValueError: ``argv`` is not a non-empty list of valid templates, or ``pass_env`` holds a bad name.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class CommandEvaluator:
         timeout: float | str | None = None,
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
+        pass_env: Iterable[str] = (),
     ) -> None:
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(
@@ -114,10 +119,11 @@ class CommandEvaluator:
         self.timeout_s = None if timeout is None else parse_duration(timeout)
         self.cwd = None if cwd is None else str(cwd)
         self.env = dict(env or {})
+        self.pass_env = pass_env_names(pass_env)
 
     def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
-        with tempfile.TemporaryDirectory(prefix=f"tunesmith-trial-{trial.number}-") as tmp:
-            workdir = Path(tmp)
+        with trial_workspace(trial.number) as workspace:
+            workdir = workspace.folder
             params_file = workdir / "params.json"
             params_file.write_text(json.dumps(dict(params)))
             values: dict[str, Any] = {**params, "trial_number": trial.number, "params_file": str(params_file)}
@@ -132,12 +138,15 @@ class CommandEvaluator:
                         f"{', '.join(values)} (write {{{{ and }}}} for literal braces)",
                     )
             stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
-            env = {
-                **os.environ,
-                **self.env,
-                "TUNESMITH_TRIAL_NUMBER": str(trial.number),
-                "TUNESMITH_PARAMS_FILE": str(params_file),
-            }
+            env = objective_environment(
+                self.pass_env,
+                {
+                    **self.env,
+                    "TUNESMITH_TRIAL_NUMBER": str(trial.number),
+                    "TUNESMITH_PARAMS_FILE": str(params_file),
+                    TOKEN_ENV: workspace.token,
+                },
+            )
             with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
                 try:
                     proc = subprocess.Popen(
@@ -148,24 +157,19 @@ class CommandEvaluator:
                         cwd=self.cwd,
                         env=env,
                         start_new_session=True,
+                        preexec_fn=child_preexec(),
                     )
                 except OSError as exc:
                     return Evaluation(None, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
-                try:
-                    with tracked(proc.pid):  # an interrupted run kills it, with its whole tree
-                        returncode = proc.wait(self.timeout_s)
-                except subprocess.TimeoutExpired:
-                    _kill_group(proc)
-                    return Evaluation(
-                        None,
-                        error=f"timed out after {self.timeout_s:g}s; the command and its children were killed",
-                        feedback=tail(_read_tail(stderr_path, 8192)) or None,
-                    )
-                finally:
-                    if proc.poll() is None:  # interrupted while waiting (Ctrl-C): leave nothing behind
-                        _kill_group(proc)
+                returncode = self._wait(proc, workspace.token)
             stdout = _read_tail(stdout_path, _STDOUT_TAIL_BYTES)
             stderr = tail(_read_tail(stderr_path, 8192))
+        if returncode is None:
+            return Evaluation(
+                None,
+                error=f"timed out after {self.timeout_s:g}s; the command and all its processes were killed",
+                feedback=stderr or None,
+            )
         if returncode < 0:
             name = signal.Signals(-returncode).name
             return Evaluation(
@@ -185,13 +189,33 @@ class CommandEvaluator:
             )
         return Evaluation(result, feedback=stderr or None)
 
+    def _wait(self, proc: subprocess.Popen[bytes], token: str) -> int | None:
+        """The command's exit status; None when it timed out.
+
+        However the wait ends (an exit, the timeout, Ctrl-C, a cancel that kills it from another thread),
+        every process of the trial is killed before this returns: a background job the command left running
+        would hold a GPU or write into the next trial's files.
+        """
+        try:
+            with tracked(proc.pid, token):
+                try:
+                    return proc.wait(self.timeout_s)
+                except subprocess.TimeoutExpired:
+                    _terminate(proc)
+                    return None
+        finally:
+            kill_tree(proc.pid, token)
+            proc.wait()
+
 
 class CommandOptions(Options):
-    """The ``command`` objective in a job file: ``command = [...]`` plus ``timeout`` and ``env``."""
+    """The ``command`` objective in a job file: ``command = [...]`` plus ``timeout``, ``env`` and ``pass_env``
+    (the secret variables the command may have, e.g. ``["HF_TOKEN"]``)."""
 
     command: list[str]
     timeout: Duration | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    pass_env: EnvNames = Field(default_factory=list)
 
 
 def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) -> list[str]:
@@ -225,4 +249,6 @@ def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) 
 )
 def _command(options: CommandOptions, context: EvaluatorContext | None) -> CommandEvaluator:
     folder = context.folder if context is not None else None
-    return CommandEvaluator(options.command, timeout=options.timeout, cwd=folder, env=options.env)
+    return CommandEvaluator(
+        options.command, timeout=options.timeout, cwd=folder, env=options.env, pass_env=options.pass_env
+    )

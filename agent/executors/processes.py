@@ -3,12 +3,14 @@
 Workers are spawned (not forked: this process has threads and open database connections) and reused
 across trials. The evaluator is pickled to them, so it must be importable: a ``"module:function"``
 objective, a module-level function, or a :class:`tools.CommandEvaluator`. On cancel, each worker is
-killed with its whole process tree.
+killed with its whole process tree; when the run itself dies (even by ``kill -9``), the kernel kills the
+workers (Linux).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -16,7 +18,7 @@ from agent.errors import ConfigError
 from agent.executors.base import Executor
 from agent.trial import Trial
 from tools.evaluation import Evaluation, Evaluator
-from tools.processes import kill_tree
+from tools.processes import die_with_parent, kill_tree
 
 
 def _evaluate(evaluator: Evaluator, trial: Trial) -> Evaluation:
@@ -43,7 +45,13 @@ class ProcessExecutor(Executor):
                     'function), or executor="threads"',
                     field="executor",
                 ) from None
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("spawn"))
+            # die_with_parent: a run that is kill -9ed takes its workers (and so their trials) with it.
+            self._pool = ProcessPoolExecutor(
+                self.max_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
+            )
         return self._pool.submit(_evaluate, evaluator, trial)
 
     def cancel(self) -> None:

@@ -41,3 +41,20 @@ def raises(params: dict[str, Any]) -> float:
 def dies(params: dict[str, Any]) -> float:
     """Ends its process without answering, as a segfault or an OOM kill would."""
     os._exit(3)
+
+
+def exits(params: dict[str, Any]) -> float:
+    """Ends the way a script does: sys.exit with a status."""
+    sys.exit(int(params.get("status", 3)))
+
+
+def secrets_seen(params: dict[str, Any]) -> dict[str, float]:
+    """Which of the test's secret variables reached the objective (1.0) and which did not (0.0)."""
+    return {name: float(name in os.environ) for name in ("OPENAI_API_KEY", "HF_TOKEN")}
+
+
+def leaves_a_background_process(params: dict[str, Any]) -> float:
+    """Starts a long-lived process in a session of its own, writes its pid, and returns at once."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    Path(str(params["pid_file"])).write_text(str(child.pid))
+    return 0.0

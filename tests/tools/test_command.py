@@ -292,7 +292,7 @@ def test_timeout_kills_the_command_and_its_children(tmp_path: Path, trial: Trial
     child_pid = int(pid_file.read_text())
     try:
         assert evaluation.output is None
-        assert evaluation.error == "timed out after 1.5s; the command and its children were killed"
+        assert evaluation.error == "timed out after 1.5s; the command and all its processes were killed"
         assert elapsed < 15, f"evaluate took {elapsed:.1f}s"
         assert _wait_gone(child_pid), f"the command's child {child_pid} survived the timeout"
     finally:
@@ -305,7 +305,7 @@ def test_timeout_as_duration_string(tmp_path: Path, trial: Trial) -> None:
     assert evaluator.timeout_s == 1.0
     started = time.monotonic()
     evaluation = evaluator.evaluate({}, trial)
-    assert evaluation.error == "timed out after 1s; the command and its children were killed"
+    assert evaluation.error == "timed out after 1s; the command and all its processes were killed"
     assert time.monotonic() - started < 10
 
 
