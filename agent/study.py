@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import replace
@@ -43,6 +44,7 @@ from agent.trial import Proposal, Trial, TrialState
 from agent.worker import WorkerLease
 from tools.evaluation import Evaluation, Evaluator, ObjectiveOutputError, read_outcome
 from tools.function import FunctionEvaluator
+from tools.processes import clean_leftovers
 
 if TYPE_CHECKING:
     import pandas
@@ -81,6 +83,7 @@ class Study:
         self.search = search if search is not None else SearchConfig.from_settings(record.settings)
         self._gateway: ModelGateway | None = None
         self._run_budget: Budget | None = None
+        self._run_deadline: float | None = None  # when this run's wall time ends (time.monotonic())
         self._cache = TrialCache(storage, record.id, self.space)
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
@@ -112,6 +115,7 @@ class Study:
                         client, self._storage, self.id, free=search.model.is_free, prices=search.price_table()
                     )
                     self._gateway.budget = self._run_budget
+                    self._gateway.deadline = self._run_deadline
                 except Exception as exc:  # ConfigError: a client object not passed again; LLMError: no backend
                     log.warning("the model %s cannot be used (%s); proposing with BO instead", search.model, exc)
                     kind = "bo"
@@ -219,6 +223,9 @@ class Study:
             raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        # A run killed by kill -9 left its trials' processes running and their folders behind: end them first.
+        if cleaned := clean_leftovers():
+            log.log(logging.WARNING if cleaned.processes else logging.INFO, "after a run that died: %s", cleaned)
         evaluator: Evaluator = objective if hasattr(objective, "evaluate") else FunctionEvaluator(objective)
         runner = make_executor(executor or ("threads" if workers > 1 else "inline"), workers)
         self.recover_interrupted(requeue=requeue_interrupted)
@@ -244,9 +251,13 @@ class Study:
         return summary
 
     def _set_run_budget(self, budget: Budget | None) -> None:
+        """Hold the model to ``budget`` from now on; its wall time starts now, so model calls end with the run."""
         self._run_budget = budget
+        wall_time = None if budget is None else budget.wall_time_s
+        self._run_deadline = None if wall_time is None else time.monotonic() + wall_time
         if self._gateway is not None:
             self._gateway.budget = budget
+            self._gateway.deadline = self._run_deadline
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:

@@ -69,7 +69,12 @@ class Completion:
 
 @runtime_checkable
 class LLMClient(Protocol):
-    """A chat model. ``complete`` raises :class:`LLMError` when no reply could be had at all."""
+    """A chat model. ``complete`` raises :class:`LLMError` when no reply could be had at all.
+
+    ``timeout_s`` is the most the call may take (what is left of a run's wall time), None for the backend's
+    own limits only. A backend must end the call by then: with an :class:`LLMError` when no reply came,
+    or with what it has (a generation stopped early, ``parse_error`` set when its JSON is incomplete).
+    """
 
     model: str
 
@@ -79,6 +84,8 @@ class LLMClient(Protocol):
         schema: Mapping[str, Any] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
     ) -> Completion: ...
 
 

@@ -13,6 +13,13 @@ of them do) then cannot take the study past its budget. Within one process the c
 record happen under one lock while a token or money limit applies, so two threads cannot both pass the
 check on the same remainder; processes sharing a study each check against the stored spend, and may
 together overrun it by at most the calls they have in flight.
+
+Time is budgeted the same way: a run's ``wall_time`` must bound the run, model calls included, so each call
+is given what is left of it (``deadline``, set by the study for each run) as the backend's ``timeout_s``,
+and a call with too little left is refused without a request. What a call is recorded with, and what
+reaches the model, is scrubbed of every known secret (:mod:`agent.secrets`): an objective's stderr quoted in
+a prompt, or a server echoing its Authorization header, must not carry a key into a prompt or the store.
+A reply the caller cannot use (``check``) is recorded as a failed call, so that ``status`` counts it so.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
@@ -31,6 +38,7 @@ from agent.budget import Budget
 from agent.errors import BudgetExhausted
 from agent.llm.client import Completion, LLMClient, LLMError, Message
 from agent.llm.pricing import Price, check_prices, price_of, warn_unpriced
+from agent.secrets import redact, redact_data
 from agent.storage import LLMCallRecord, Storage
 
 log = logging.getLogger(__name__)
@@ -40,13 +48,21 @@ CHARS_PER_TOKEN = 3
 #: A call that could not write even this many completion tokens (or ``max_tokens``, if smaller) is refused:
 #: it would spend the rest of the budget on a reply cut too short to use.
 MIN_COMPLETION_TOKENS = 16
+#: A call with less of the run's wall time left than this is refused: no model answers that fast, and the
+#: call would only be recorded as a model failure.
+MIN_CALL_S = 0.5
+
+#: What a caller's ``check`` says of a reply: why it cannot be used, or None when it can.
+Check = Callable[[Completion], str | None]
 
 
 class ModelBudgetExhausted(LLMError, BudgetExhausted):
-    """A model call refused before any request: the study's token or money budget cannot cover it.
+    """A model call refused before any request: the study's token or money budget, or the run's wall time,
+    cannot cover it.
 
-    ``reason`` is ``"token budget"`` or ``"money budget"`` (a :class:`agent.loop.StopReason` value);
-    ``attempts`` is 0. Callers fall back to a model-free proposal; the loop stops once the budget is spent.
+    ``reason`` is ``"token budget"``, ``"money budget"`` or ``"wall time"`` (a :class:`agent.loop.StopReason`
+    value); ``attempts`` is 0. Callers fall back to a model-free proposal; the loop stops once the budget is
+    spent.
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -79,9 +95,12 @@ class ModelGateway:
         model: the client's model name.
         budget: the limits the next calls must fit in (the study sets it for each ``optimize``); its
             ``tokens`` and ``usd`` are study-wide totals, compared with ``storage.spend(study_id)``.
-        refused: the reason (``"token budget"``, ``"money budget"``) of the last call refused under the
-            current budget, else None. A refused call leaves the stored spend *below* the budget, so a loop
-            that stops on spend alone would never stop: it reads this too. Setting ``budget`` clears it.
+        deadline: when (``time.monotonic()``) the current run's wall time ends, None without one; each
+            call is cut to end by then (the study sets it with ``budget``).
+        refused: the reason (``"token budget"``, ``"money budget"``, ``"wall time"``) of the last call
+            refused under the current budget, else None. A refused call leaves the stored spend *below* the
+            budget, so a loop that stops on spend alone would never stop: it reads this too. Setting
+            ``budget`` clears it.
     """
 
     def __init__(
@@ -99,6 +118,7 @@ class ModelGateway:
         self.free = free
         self.prices: dict[str, Price] = check_prices(prices)
         self.refused: str | None = None
+        self.deadline: float | None = None
         self._budget: Budget | None = None
         self._lock = threading.Lock()
 
@@ -127,16 +147,21 @@ class ModelGateway:
         temperature: float = 0.7,
         max_tokens: int = 1024,
         trial_number: int | None = None,
+        check: Check | None = None,
     ) -> Completion:
-        """One model call within the budget, stored; the Completion comes back with ``call_id`` set.
+        """One model call within the budget and the run's wall time, stored; the Completion comes back with
+        ``call_id`` set, and with every known secret scrubbed from it, as it was stored.
 
         Args:
             purpose: why the call is made (``"propose"``, ``"repair"``, ``"evaluate"``...), for the record.
             max_tokens: the most the reply may use; cut to what the budget leaves.
             trial_number: the trial the call is made for (an evaluator's call), or None.
+            check: the caller's verdict on a reply that parsed: why it cannot be used (stored as the call's
+                error, so the call counts as failed), or None. Not called for a reply that did not parse,
+                whose parse error is stored instead.
 
         Raises:
-            ModelBudgetExhausted: the budget cannot cover the call; nothing was sent or stored.
+            ModelBudgetExhausted: the budget or the wall time cannot cover the call; nothing was sent or stored.
             LLMError: the backend got no reply; the failed call is stored and the error's ``call_id`` set.
         """
         if max_tokens < 1:
@@ -145,15 +170,28 @@ class ModelGateway:
         limited = budget is not None and (budget.tokens is not None or budget.usd is not None)
         guard: AbstractContextManager[Any] = self._lock if limited else nullcontext()
         with guard:
-            if budget is not None and limited:
-                try:
+            try:
+                timeout_s = self._time_left()
+                if budget is not None and limited:
                     max_tokens = self._allowance(budget, messages, schema, max_tokens)
-                except ModelBudgetExhausted as exc:
-                    self.refused = exc.reason
-                    raise
-            return self._call(messages, schema, purpose, temperature, max_tokens, trial_number)
+            except ModelBudgetExhausted as exc:
+                self.refused = exc.reason
+                raise
+            return self._call(messages, schema, purpose, temperature, max_tokens, timeout_s, trial_number, check)
 
     # The budget -----------------------------------------------------------------------------------------
+    def _time_left(self) -> float | None:
+        """Seconds the call may take before the run's wall time ends (None: no limit), or a refusal."""
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left < MIN_CALL_S:
+            raise ModelBudgetExhausted(
+                f"the run's wall time leaves {max(left, 0.0):.2f}s: not enough for a call of {self.model}",
+                reason="wall time",
+            )
+        return left
+
     def _allowance(
         self, budget: Budget, messages: Sequence[Message], schema: Mapping[str, Any] | None, max_tokens: int
     ) -> int:
@@ -198,12 +236,16 @@ class ModelGateway:
         purpose: str,
         temperature: float,
         max_tokens: int,
+        timeout_s: float | None,
         trial_number: int | None,
+        check: Check | None,
     ) -> Completion:
-        asked = [dict(m) for m in messages]
+        asked: list[dict[str, str]] = redact_data([dict(m) for m in messages])
         start = time.monotonic()
         try:
-            completion = self.client.complete(messages, schema=schema, temperature=temperature, max_tokens=max_tokens)
+            completion = self.client.complete(
+                asked, schema=schema, temperature=temperature, max_tokens=max_tokens, timeout_s=timeout_s
+            )
         except LLMError as exc:
             exc.call_id = self._record(
                 LLMCallRecord(
@@ -230,6 +272,18 @@ class ModelGateway:
             )
             raise
         usd = self._usd(completion)
+        completion = replace(
+            completion,
+            text=redact(completion.text),
+            parsed=redact_data(completion.parsed),
+            parse_error=redact(completion.parse_error) if completion.parse_error else completion.parse_error,
+        )
+        error, broken = completion.parse_error, None
+        if error is None and check is not None:
+            try:
+                error = check(completion)
+            except Exception as exc:  # the caller's bug: the call is still on record (it was spent), then raised
+                error, broken = f"the reply's check raised {type(exc).__name__}: {exc}", exc
         call_id = self._record(
             LLMCallRecord(
                 purpose,
@@ -237,7 +291,7 @@ class ModelGateway:
                 asked,
                 reply=completion.text,
                 parsed=completion.parsed,
-                error=completion.parse_error,
+                error=error,
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 usd=usd,
@@ -247,6 +301,8 @@ class ModelGateway:
                 trial_number=trial_number,
             )
         )
+        if broken is not None:
+            raise broken
         return replace(completion, call_id=call_id)
 
     def _usd(self, completion: Completion) -> float:
@@ -262,4 +318,5 @@ class ModelGateway:
         return (completion.prompt_tokens * price[0] + completion.completion_tokens * price[1]) / 1e6
 
     def _record(self, call: LLMCallRecord) -> int:
-        return self.storage.record_llm_call(self.study_id, call)
+        """Store ``call`` scrubbed of secrets (an error message may quote a reply that echoed a key)."""
+        return self.storage.record_llm_call(self.study_id, call.redacted())

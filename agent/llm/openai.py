@@ -12,11 +12,16 @@ of failing:
   retried with tenacity: Retry-After honoured when the server sends it, exponential backoff with jitter
   otherwise, bounded by ``max_attempts`` and ``max_total_s``. The SDK's own retries are off so that there
   is one retry policy, and one count of requests for the transcript.
+* Time: a call ends by its limit (``max_total_s``, or the caller's ``timeout_s`` when smaller) whatever the
+  server does - a server that trickles its reply a byte at a time included: the SDK's HTTP client is one
+  whose requests end by their deadline (:mod:`agent.llm.http`), and no retry starts that would end past it.
 * A reply that arrives but is not valid JSON is *returned* (``parse_error`` set): the proposer repairs it
   with one more turn; only "no reply at all" raises :class:`LLMError`, and then the proposer falls back.
 
 API keys: taken from the argument or the environment, handed to the SDK and nowhere else - not kept on
-this object, not in its repr, scrubbed from every error message.
+this object, not in its repr. The key, and the password of a ``user:password@`` base URL, are registered as
+secrets (:mod:`agent.secrets`), so they are scrubbed from error messages, logs, storage and prompts,
+wherever they turn up (a server that echoes the request's headers).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agent.llm.client import Completion, LLMError, Message, display_url, estimate_tokens, extract_json
+from agent.secrets import redact, register, register_url_credentials
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -80,9 +86,10 @@ class OpenAIClient:
     Args:
         model: the model name the server knows (``"gpt-4o-mini"``, ``"qwen2.5-7b"``).
         base_url: the server's ``.../v1`` URL; None for the OpenAI API.
-        api_key: the key; else the environment variable ``api_key_env``; else, for a server other than
-            OpenAI's, a placeholder (local servers check none).
-        timeout_s: limit of one HTTP request.
+        api_key: the key; else the environment variable ``api_key_env`` (default ``OPENAI_API_KEY``); else,
+            for a server other than OpenAI's, a placeholder (local servers check none). A variable named
+            explicitly but unset is warned about: a server that needs the key will answer 401.
+        timeout_s: limit of one HTTP request, from connecting to the last byte of the reply.
         max_attempts: requests per structured-output mode before giving up (1 = no retry).
         max_total_s: limit of one ``complete`` call, retries and waits included: no retry starts (and no
             Retry-After wait is begun) that would end past it, and each request's timeout is cut to fit.
@@ -100,7 +107,7 @@ class OpenAIClient:
         model: str,
         base_url: str | None = None,
         api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
+        api_key_env: str | None = None,
         timeout_s: float = 60,
         max_attempts: int = 4,
         max_total_s: float = 120,
@@ -130,18 +137,37 @@ class OpenAIClient:
         self._mode_lock = threading.Lock()
         self._start_mode = 0
 
-        key = api_key or os.environ.get(api_key_env) or None
+        variable = api_key_env or "OPENAI_API_KEY"
+        key = api_key or os.environ.get(variable) or None
         if key is None:
             if _is_official(base_url):
                 raise LLMError(
-                    f"no API key for the OpenAI API: set the environment variable {api_key_env} (or pass api_key=...)"
+                    f"no API key for the OpenAI API: set the environment variable {variable} (or pass api_key=...)"
+                )
+            if api_key_env is not None:
+                log.warning(
+                    "the environment variable %s (api_key_env) is not set: requests to %s carry no API key",
+                    api_key_env,
+                    self._where,
                 )
             key = "unused"  # servers started without --api-key ignore the header, but the SDK wants one
+        else:
+            register(key)
+        if base_url:
+            register_url_credentials(base_url)
 
         import openai  # lazy: `import agent` must not pay for the SDK and its HTTP stack
 
+        from agent.llm.http import bounded_http_client
+
         # max_retries=0: tenacity below is the one retry policy (and counts the requests).
-        self._client: OpenAI = openai.OpenAI(api_key=key, base_url=base_url, timeout=self.timeout_s, max_retries=0)
+        self._client: OpenAI = openai.OpenAI(
+            api_key=key,
+            base_url=base_url,
+            timeout=self.timeout_s,
+            max_retries=0,
+            http_client=bounded_http_client(base_url),
+        )
 
     def __repr__(self) -> str:
         where = f", base_url={self._where!r}" if self.base_url else ""
@@ -162,15 +188,21 @@ class OpenAIClient:
         schema: Mapping[str, Any] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
     ) -> Completion:
         """One chat completion; with ``schema``, the reply's JSON in ``parsed`` (or why not in ``parse_error``).
+
+        ``timeout_s`` is the most this call may take (a run's remaining wall time); the call ends by the
+        smaller of it and ``max_total_s``.
 
         Raises:
             LLMError: no reply could be had: retries or time exhausted, the server gone, a request the
                 server refuses in every mode. ``attempts`` counts every HTTP request made.
         """
         start = time.monotonic()
-        deadline = start + self.max_total_s
+        limit = self.max_total_s if timeout_s is None else min(self.max_total_s, timeout_s)
+        deadline = start + limit
         attempts = 0
         refusals: list[str] = []
         modes = MODES[self._start_mode :] if schema is not None else ("text",)
@@ -191,14 +223,13 @@ class OpenAIClient:
                         mode,
                     )
                     continue
-                raise self._give_up(failure, attempts, start, refusals) from None
+                raise self._give_up(failure, attempts, start, limit, refusals) from None
             attempts += n
             if schema is not None:
                 self._remember(mode)
             return self._completion(response, mode, schema, messages, max_tokens, attempts, start)
         raise LLMError(  # only reached when the time ran out between fallbacks
-            f"{self.model} at {self._where}: no structured-output mode left within {self.max_total_s:g}s "
-            f"({'; '.join(refusals)})",
+            f"{self.model} at {self._where}: no structured-output mode left within {limit:g}s ({'; '.join(refusals)})",
             attempts=attempts,
         )
 
@@ -290,11 +321,15 @@ class OpenAIClient:
             raise _Failure(exc, count, gave_up_waiting) from None
 
     def _post(self, request: dict[str, Any], timeout: float) -> ChatCompletion:
-        """One HTTP request; a 200 that is not a chat completion raises :class:`_BadResponse`."""
+        """One HTTP request, ended within ``timeout``; a 200 that is not a chat completion raises
+        :class:`_BadResponse`."""
         from openai.types.chat import ChatCompletion
 
+        from agent.llm.http import deadline
+
         try:
-            response: object = self._client.chat.completions.create(**request, timeout=timeout)
+            with deadline(time.monotonic() + timeout):
+                response: object = self._client.chat.completions.create(**request, timeout=timeout)
         except json.JSONDecodeError as exc:
             # The SDK calls response.json() on any application/json body and lets the decode error through.
             raise _BadResponse(f"HTTP 200 with a body that is not JSON ({exc})") from None
@@ -370,7 +405,7 @@ class OpenAIClient:
 
     # Errors ----------------------------------------------------------------------------------------------
 
-    def _give_up(self, failure: _Failure, attempts: int, start: float, refusals: list[str]) -> LLMError:
+    def _give_up(self, failure: _Failure, attempts: int, start: float, limit: float, refusals: list[str]) -> LLMError:
         elapsed = time.monotonic() - start
         message = (
             f"{self.model} at {self._where}: gave up after {attempts} request(s) in {elapsed:.1f}s; "
@@ -379,11 +414,11 @@ class OpenAIClient:
         if failure.gave_up_waiting is not None:
             message += (
                 f" (the server asked to retry after {failure.gave_up_waiting:g}s, past the "
-                f"{self.max_total_s:g}s limit of the call)"
+                f"{limit:g}s limit of the call)"
             )
         if refusals:
             message += f"; refused before: {'; '.join(refusals)}"
-        return LLMError(self._scrub(message), attempts=attempts)
+        return LLMError(redact(message), attempts=attempts)
 
     def _describe(self, error: BaseException | None) -> str:
         """A one-line account of an error for logs and :class:`LLMError`, without secrets."""
@@ -397,21 +432,15 @@ class OpenAIClient:
         cause = error.__cause__ or error.__context__
         if cause is not None and type(error).__name__ in ("APIConnectionError", "APITimeoutError"):
             detail += f" [{type(cause).__name__}: {cause}]"  # e.g. ConnectError: [Errno 111] Connection refused
-        return self._scrub(f"{text}: {str(detail)[:300]}")
-
-    def _scrub(self, text: str) -> str:
-        key = getattr(self._client, "api_key", None)
-        if isinstance(key, str) and len(key) >= 4 and key != "unused":
-            text = text.replace(key, "<hidden>")
-        return text
+        return redact(f"{text}: {str(detail)[:300]}")
 
 
-def client_from_spec(spec: str, api_key_env: str = "OPENAI_API_KEY", **options: Any) -> OpenAIClient:
+def client_from_spec(spec: str, api_key_env: str | None = None, **options: Any) -> OpenAIClient:
     """An :class:`OpenAIClient` from a job file's model string.
 
-    ``"openai:gpt-4o-mini"`` is the OpenAI API (key from ``api_key_env``); ``"http://host:8000/v1#qwen2.5-7b"``
-    (or https) is any OpenAI-compatible server, the model after ``#``. ``options`` go to the constructor
-    (timeouts, attempts).
+    ``"openai:gpt-4o-mini"`` is the OpenAI API (key from ``api_key_env``, default ``OPENAI_API_KEY``);
+    ``"http://host:8000/v1#qwen2.5-7b"`` (or https) is any OpenAI-compatible server, the model after ``#``.
+    ``options`` go to the constructor (timeouts, attempts).
 
     Raises:
         ValueError: any other form; the message lists the accepted ones.

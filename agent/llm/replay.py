@@ -39,7 +39,10 @@ class ReplayClient:
         schema: Mapping[str, Any] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
     ) -> Completion:
+        """The next recorded reply; ``timeout_s`` is met by answering at once, as a replay does."""
         with self._lock:
             if self._next >= len(self._calls):
                 raise LLMError(f"replay: all {len(self._calls)} recorded calls have been used")

@@ -203,7 +203,7 @@ def _gguf(options: Any, context: BackendContext) -> LLMClient:
 def _openai(options: Any, context: BackendContext) -> LLMClient:
     from agent.llm.openai import client_from_spec
 
-    return client_from_spec(str(context.spec), api_key_env=context.api_key_env or "OPENAI_API_KEY")
+    return client_from_spec(str(context.spec), api_key_env=context.api_key_env)
 
 
 def _http(options: Any, context: BackendContext) -> LLMClient:

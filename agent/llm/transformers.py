@@ -432,15 +432,21 @@ class TransformersClient:
         schema: Mapping[str, Any] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
     ) -> Completion:
         """Generate one reply; with ``schema``, decoding follows it (mode ``"grammar"``).
 
         ``temperature <= 0`` decodes greedily. A schema xgrammar cannot compile degrades to any-JSON decoding
         (mode ``"json_object"``) rather than failing, since the reply is validated in Python anyway.
+        ``timeout_s`` bounds the wait for the model (another call may hold it) and the generation
+        (``generate(max_time=...)``), which then stops with what it has; ``parse_error`` says so. The time is
+        checked after each token, so a call may end late by one token's time (the prompt's, for the first).
         """
         if max_tokens < 1:
             raise LLMError(f"max_tokens must be at least 1, got {max_tokens}")
         started = time.perf_counter()
+        deadline = None if timeout_s is None else started + timeout_s
         loaded = self._loaded
         mode = "text"
         try:
@@ -465,10 +471,17 @@ class TransformersClient:
             else:
                 gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
 
-            with loaded.lock:
+            if not loaded.lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.perf_counter())):
+                raise LLMError(f"model {self.model!r}: busy with another call for all of this call's {timeout_s:g}s")
+            try:
                 if schema is not None:
                     mode, mask = self._mask(schema)
                     gen["logits_processor"] = LogitsProcessorList([mask])
+                if deadline is not None:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        raise LLMError(f"model {self.model!r}: no time left to generate (limit {timeout_s:g}s)")
+                    gen["max_time"] = left
                 previous_threads = torch.get_num_threads()
                 if self.num_threads is not None and loaded.device == "cpu":
                     torch.set_num_threads(self.num_threads)
@@ -477,6 +490,8 @@ class TransformersClient:
                         output = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen)
                 finally:
                     torch.set_num_threads(previous_threads)
+            finally:
+                loaded.lock.release()
             new_ids = output[0, prompt_tokens:]
             text = loaded.tokenizer.decode(new_ids, skip_special_tokens=True)
         except LLMError:
@@ -485,6 +500,7 @@ class TransformersClient:
             raise LLMError(f"model {self.model!r}: generation failed: {type(exc).__name__}: {exc}") from exc
 
         completion_tokens = int(new_ids.shape[-1])
+        ended = completion_tokens > 0 and int(new_ids[-1]) in loaded.eos_ids
         parsed: Any = None
         parse_error: str | None = None
         if schema is not None:
@@ -495,8 +511,10 @@ class TransformersClient:
                     parsed = extract_json(text)
                 except ValueError as exc:
                     parse_error = str(exc)
-                    if completion_tokens >= max_tokens and int(new_ids[-1]) not in loaded.eos_ids:
+                    if not ended and completion_tokens >= max_tokens:
                         parse_error = f"the reply was cut at max_tokens={max_tokens}: {parse_error}"
+                    elif not ended and timeout_s is not None:
+                        parse_error = f"the reply was cut at the time limit of {timeout_s:g}s: {parse_error}"
         return Completion(
             text=text,
             parsed=parsed,

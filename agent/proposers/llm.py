@@ -11,7 +11,9 @@ budget refuses is no failure of the model: the partner proposes, quietly, and th
 budget is spent. Nothing here raises into the study: the worst case is a proposal from the partner.
 
 Calls go through the study's :class:`~agent.llm.gateway.ModelGateway`, which checks the budget, stores
-each call (failed or not) and returns its id, so each trial can point at the call that produced it.
+each call (failed or not) and returns its id, so each trial can point at the call that produced it. The
+candidates are validated as the gateway's ``check``, before the call is stored: a reply without one valid
+candidate is recorded as a failed call, as it is to the proposer.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.history import format_params, render_history
-from agent.llm.client import LLMError, Message
+from agent.llm.client import Completion, LLMError, Message
 from agent.llm.gateway import ModelBudgetExhausted
 from agent.proposers.base import Proposer, SeenPoints, StudyView
 from agent.space import ParamValue, Space
@@ -100,6 +102,17 @@ class _Refused:
 _REFUSED = _Refused()
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """A model reply: its text, its candidates read against the space (None when it was not JSON), why it
+    did not parse, and the stored call."""
+
+    text: str
+    check: CandidateCheck | None
+    parse_error: str | None
+    call_id: int | None
+
+
 class LLMProposer:
     """Asks the model, through ``gateway``, for candidates; ``partner`` fills what the model does not deliver.
 
@@ -164,24 +177,24 @@ class LLMProposer:
     def _ask_model(self, view: StudyView, k: int, pending: list[Mapping[str, ParamValue]]) -> list[Proposal]:
         messages = self.messages(view, k, pending)
         schema = batch_schema(view.space, k)
-        reply = self._call("propose", messages, schema)
+        reply = self._call("propose", messages, schema, view.space)
         if isinstance(reply, _Refused):
             return []
         if reply is None:
             return self._failed()
-        text, parsed, call_id, parse_error = reply
-        check = read_candidates(view.space, parsed) if parse_error is None else None
-        proposals = self._proposals(check, call_id)
-        problems = [f"the reply is not valid JSON: {parse_error}"] if check is None else check.problems
+        proposals = self._proposals(reply)
+        problems = (
+            [f"the reply is not valid JSON: {reply.parse_error}"] if reply.check is None else reply.check.problems
+        )
         if problems:
             repair = [
                 *messages,
-                {"role": "assistant", "content": text[:4000]},
+                {"role": "assistant", "content": reply.text[:4000]},
                 {"role": "user", "content": render("repair.j2", problems=problems[:20])},
             ]
-            fixed = self._call("repair", repair, schema)
-            if isinstance(fixed, tuple) and fixed[3] is None:
-                proposals += self._proposals(read_candidates(view.space, fixed[1]), fixed[2])
+            fixed = self._call("repair", repair, schema, view.space)
+            if isinstance(fixed, _Reply):
+                proposals += self._proposals(fixed)
             if isinstance(fixed, _Refused) and not proposals:
                 return []  # the budget, not the model, ended this ask
         if not proposals:
@@ -189,25 +202,38 @@ class LLMProposer:
         self._failures_in_a_row = 0
         return proposals
 
-    def _proposals(self, check: CandidateCheck | None, call_id: int | None) -> list[Proposal]:
-        if check is None:
+    def _proposals(self, reply: _Reply) -> list[Proposal]:
+        if reply.check is None:
             return []
-        return [Proposal(params, self.name, rationale, call_id) for params, rationale in check.valid]
+        return [Proposal(params, self.name, rationale, reply.call_id) for params, rationale in reply.check.valid]
 
     def _call(
-        self, purpose: str, messages: list[Message], schema: dict[str, Any]
-    ) -> tuple[str, Any, int | None, str | None] | _Refused | None:
-        """One model call: (text, parsed, call id, parse error); None when it failed; :data:`_REFUSED` when
+        self, purpose: str, messages: list[Message], schema: dict[str, Any], space: Space
+    ) -> _Reply | _Refused | None:
+        """One model call, its candidates read against ``space``; None when it failed; :data:`_REFUSED` when
         the budget refused it (no request was made)."""
+        checked: CandidateCheck | None = None
+
+        def check(completion: Completion) -> str | None:
+            # Run by the gateway before it stores the call, so that a reply with nothing usable is on record
+            # as a failure; the reading is kept for the proposals.
+            nonlocal checked
+            checked = read_candidates(space, completion.parsed)
+            if checked.valid:
+                return None
+            return f"no valid candidate in the reply: {'; '.join(checked.problems[:5])}"
+
         try:
-            completion = self.gateway.complete(messages, schema, purpose=purpose, temperature=self.temperature)
+            completion = self.gateway.complete(
+                messages, schema, purpose=purpose, temperature=self.temperature, check=check
+            )
         except ModelBudgetExhausted as exc:
             log.debug("no model call: %s; the partner proposes", exc)
             return _REFUSED
         except LLMError as exc:
             log.warning("the model failed (%s); the partner proposer fills in", exc)
             return None
-        return completion.text, completion.parsed, completion.call_id, completion.parse_error
+        return _Reply(completion.text, checked, completion.parse_error, completion.call_id)
 
     def _failed(self) -> list[Proposal]:
         self._failures_in_a_row += 1

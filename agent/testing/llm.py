@@ -3,9 +3,10 @@
 The rest of tunesmith relies on these rules and nothing else: a :class:`~agent.llm.client.Completion`
 with the reply text, the parsed JSON when a schema was asked for (or why not), token counts for the
 budget, a latency and the model's name; ``max_tokens`` honoured, so that a budget can cap a call;
-the caller's messages left as they were; concurrent calls answered; and :class:`~agent.llm.client.LLMError`
-— never another exception — when no reply can be had, so that a proposer can fall back instead of
-stopping the study. A new backend is tested by subclassing::
+``timeout_s`` taken, so that a run's wall time can bound a call; the caller's messages left as they were;
+concurrent calls answered; and :class:`~agent.llm.client.LLMError` — never another exception — when no
+reply can be had, so that a proposer can fall back instead of stopping the study. A new backend is tested
+by subclassing::
 
     from agent.testing.llm import LLMBackendContract
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,10 @@ class LLMBackendContract:
         if reply.parsed is None:
             assert reply.parse_error, "a reply cut before its JSON ended must say why it has no parse"
 
+    def test_a_time_limit_is_taken(self, client: LLMClient) -> None:
+        reply = self.ask(client, timeout_s=300.0)  # ample: what is tested is that the limit is taken, not met
+        assert reply.parse_error is None, reply.text
+
     def test_the_callers_messages_are_left_as_they_were(self, client: LLMClient) -> None:
         messages = copy.deepcopy(CONTRACT_MESSAGES)
         schema = copy.deepcopy(CONTRACT_SCHEMA)
@@ -169,6 +175,7 @@ class LLMBackendContract:
         storage = InMemoryStorage()
         study = storage.create_study("contract", "minimize", None, {}, {})
         gateway = ModelGateway(client, storage, study.id, free=True)
+        gateway.deadline = time.monotonic() + 300  # a run's wall time: the call gets what is left of it
         reply = gateway.complete(CONTRACT_MESSAGES, CONTRACT_SCHEMA, purpose="contract", max_tokens=self.max_tokens)
         [call] = storage.llm_calls(study.id)
         assert reply.call_id == call.id

@@ -44,7 +44,14 @@ script uncalled, e.g. ``[go_away]``):
   (what older vLLM / llama.cpp / LM Studio builds answer). ``reject_response_format("json_object")`` refuses
   that type instead. Requests without that ``response_format`` type get ``then`` (default: the default).
 * ``slow(seconds, then=None)``: waits ``seconds`` (longer than the client timeout) before answering
-  ``then`` (default: the default behaviour) - normally to a client that has already given up.
+  ``then`` (default: the default behaviour) - normally to a client that has already given up. A server that
+  accepts and never answers is ``slow(3600)`` (the server's ``stop`` ends the wait).
+* ``trickle(interval_s=0.5, padding=100_000, content="{}")``: HTTP 200 headers at once, with a Content-Length
+  of the whole body, then the body one byte per ``interval_s``: ``padding`` blanks (leading whitespace, which
+  JSON allows), then a proper completion of ``content``. Each byte restarts a per-read timeout, so only a
+  limit on the whole request ends it; it stops when the client hangs up or the server stops.
+* ``echo_headers()``: a proper completion whose content is the request's headers, one ``name: value`` a line,
+  ``Authorization`` included - what a debugging proxy or a careless server does with a key.
 * ``empty_choices()``: a valid completion with ``"choices": []``.
 * ``huge(n_chars=1_000_000, tail="")``: a completion whose content is ``n_chars`` of prose (plus ``tail``).
 * ``raw_body(body, code=200, content_type="application/json")``: exactly that answer.
@@ -77,6 +84,7 @@ __all__ = [
     "MisbehavingServer",
     "RecordedRequest",
     "candidates_json",
+    "echo_headers",
     "empty_array_json",
     "empty_choices",
     "extra_keys_json",
@@ -93,6 +101,7 @@ __all__ = [
     "sample_from_schema",
     "slow",
     "status",
+    "trickle",
     "truncated",
 ]
 
@@ -117,6 +126,7 @@ class Behaviour:
     cut_at: int | None = None
     rejected_type: str = "json_schema"
     usage: bool = True
+    padding: int = 0
 
     def __str__(self) -> str:
         return self.kind if self.kind != "status" else f"status({self.status})"
@@ -159,6 +169,16 @@ def reject_response_format(rejected_type: str = "json_schema", then: Behaviour |
 def slow(seconds: float, then: Behaviour | None = None) -> Behaviour:
     """Sleep ``seconds`` (the server's stop cuts it short), then answer ``then``."""
     return Behaviour("slow", seconds=seconds, then=then)
+
+
+def trickle(interval_s: float = 0.5, padding: int = 100_000, content: Content = "{}") -> Behaviour:
+    """HTTP 200 headers, then the body one byte every ``interval_s``: ``padding`` blanks, then a completion."""
+    return Behaviour("trickle", content=content, seconds=interval_s, padding=padding)
+
+
+def echo_headers() -> Behaviour:
+    """A completion whose content is the request's headers (``name: value`` lines), Authorization included."""
+    return Behaviour("echo_headers")
 
 
 def empty_choices() -> Behaviour:
@@ -494,6 +514,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _act(self, b: Behaviour, body: dict[str, Any]) -> None:
         if b.kind in ("ok", "huge"):
             self._completion(body, _content(b, body), "stop", usage=b.usage)
+        elif b.kind == "echo_headers":
+            self._completion(body, "\n".join(f"{name}: {value}" for name, value in self.headers.items()), "stop")
+        elif b.kind == "trickle":
+            self._trickle(
+                b.padding * b" " + json.dumps(self._reply(body, _content(b, body), "stop")).encode(), b.seconds
+            )
         elif b.kind == "truncated":
             text = _content(b, body)
             self._completion(body, text[: b.cut_at if b.cut_at is not None else len(text) // 2], "length")
@@ -531,6 +557,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"unknown behaviour {b.kind!r}", "server_error")
 
     def _completion(self, body: dict[str, Any], text: str, finish_reason: str, usage: bool = True) -> None:
+        self._send_json(200, self._reply(body, text, finish_reason, usage))
+
+    def _reply(self, body: dict[str, Any], text: str, finish_reason: str, usage: bool = True) -> dict[str, Any]:
+        """A chat.completion of ``text``, cut at ``max_tokens`` when the server enforces it."""
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if self.owner.enforce_max_tokens and isinstance(limit, int) and _tokens(text) > limit:
             text, finish_reason = text[: max(limit - 1, 0) * 4], "length"
@@ -539,7 +569,25 @@ class _Handler(BaseHTTPRequestHandler):
         reply = {**_envelope(body, self.owner.model), "choices": [choice]}
         if usage:
             reply["usage"] = _usage(body, text)
-        self._send_json(200, reply)
+        return reply
+
+    def _trickle(self, data: bytes, interval_s: float) -> None:
+        """Headers now, then ``data`` one byte per ``interval_s``, until sent, the client leaves or the server stops."""
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(len(data)):
+                if self.owner._stopping.wait(interval_s):
+                    break
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+        except OSError:
+            pass  # the client gave up: that is the point
 
 
 #: What a server that dies mid-write, or a proxy that splices in an error page, sends: not JSON.

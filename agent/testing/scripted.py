@@ -34,12 +34,13 @@ __all__ = ["Reply", "ScriptedClient", "ScriptedRequest", "schema_reply"]
 
 @dataclass(frozen=True)
 class ScriptedRequest:
-    """One call as the client received it."""
+    """One call as the client received it (``timeout_s``: the time limit the caller gave it, if any)."""
 
     messages: list[dict[str, str]]
     schema: Mapping[str, Any] | None
     temperature: float
     max_tokens: int
+    timeout_s: float | None = None
 
 
 #: A scripted answer: the reply text, an exception to raise, or a function of the request giving the text.
@@ -110,9 +111,12 @@ class ScriptedClient:
         schema: Mapping[str, Any] | None = None,
         temperature: float = 0.7,
         max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
     ) -> Completion:
+        """The next scripted answer. It comes at once, so ``timeout_s`` is met; it is kept in the request."""
         start = time.monotonic()
-        request = ScriptedRequest([dict(m) for m in messages], schema, temperature, max_tokens)
+        request = ScriptedRequest([dict(m) for m in messages], schema, temperature, max_tokens, timeout_s)
         with self._lock:
             self.requests.append(request)
             reply = self._script.pop(0) if self._script else self.default

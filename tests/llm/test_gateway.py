@@ -21,16 +21,27 @@ import pytest
 
 from agent.budget import Budget
 from agent.errors import BudgetExhausted, ConfigError, TunesmithError
-from agent.llm.client import LLMError
-from agent.llm.gateway import ModelBudgetExhausted, ModelGateway, estimate_prompt_tokens
+from agent.llm.client import Completion, LLMError
+from agent.llm.gateway import MIN_CALL_S, ModelBudgetExhausted, ModelGateway, estimate_prompt_tokens
 from agent.llm.openai import OpenAIClient
 from agent.llm.pricing import check_prices, cost_usd, price_of, register_price
 from agent.proposers.base import StudyView
 from agent.proposers.llm import LLMProposer
 from agent.proposers.random import RandomProposer
+from agent.secrets import REDACTED
 from agent.space import Float, Int, Space
 from agent.storage import SQLStorage
-from agent.testing.misbehaving_server import MisbehavingServer, huge, ok, reply_from_schema, status
+from agent.testing.misbehaving_server import (
+    Behaviour,
+    MisbehavingServer,
+    echo_headers,
+    huge,
+    ok,
+    reply_from_schema,
+    slow,
+    status,
+    trickle,
+)
 from agent.testing.scripted import ScriptedClient, ScriptedRequest
 
 MESSAGES = [
@@ -123,6 +134,99 @@ def test_calls_over_http_are_recorded_with_the_servers_counts(storage: SQLStorag
     assert call.id == reply.call_id and call.attempts == 2 and call.parsed == {"x": 0.5}
     assert call.prompt_tokens == reply.prompt_tokens > 1 and call.completion_tokens == reply.completion_tokens > 1
     assert call.usd == pytest.approx((call.prompt_tokens + call.completion_tokens) / 1e6)
+
+
+def test_a_reply_the_caller_cannot_use_is_recorded_as_a_failed_call(storage: SQLStorage, study_id: int) -> None:
+    client = ScriptedClient(['{"x": 7}', REPLY, "no json here", '{"x": 0.1}'])
+    gateway = ModelGateway(client, storage, study_id, free=True)
+    checked: list[Any] = []
+
+    def check(completion: Completion) -> str | None:
+        checked.append(completion.parsed)
+        return None if 0 <= completion.parsed["x"] <= 1 else "x is outside [0, 1]"
+
+    unusable = gateway.complete(MESSAGES, SCHEMA, purpose="propose", check=check)
+    usable = gateway.complete(MESSAGES, SCHEMA, purpose="propose", check=check)
+    unparsed = gateway.complete(MESSAGES, SCHEMA, purpose="propose", check=check)
+
+    def broken(completion: Completion) -> str | None:
+        raise KeyError("bug")
+
+    with pytest.raises(KeyError):  # the caller's bug is raised, after the call (spent) is stored
+        gateway.complete(MESSAGES, SCHEMA, purpose="propose", check=broken)
+    calls = storage.llm_calls(study_id)
+    assert [c.id for c in calls[:3]] == [unusable.call_id, usable.call_id, unparsed.call_id]
+    assert [c.error for c in calls[:2]] == ["x is outside [0, 1]", None]
+    assert calls[2].error == unparsed.parse_error and checked == [{"x": 7}, {"x": 0.5}]  # not run on a parse error
+    assert (calls[3].reply, calls[3].error) == ('{"x": 0.1}', "the reply's check raised KeyError: 'bug'")
+    assert unusable.parse_error is None  # the verdict is the caller's: its Completion is as the model sent it
+    assert storage.spend(study_id).failed_calls == 3
+
+
+# Time -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("misbehaviour", [slow(3600), trickle(interval_s=0.5)], ids=["hang", "trickle"])
+def test_a_call_ends_with_the_runs_wall_time_and_is_stored_with_its_latency(
+    storage: SQLStorage, study_id: int, misbehaviour: Behaviour
+) -> None:
+    """The probes: a model that hung ran a ``wall_time = "20s"`` run to 125 s, and failed calls were stored
+    with a latency of 0. The client's own limits (60 s a request, 120 s a call) are far beyond the run's."""
+    with MisbehavingServer(default=misbehaviour) as server:
+        client = OpenAIClient("test-model", base_url=server.base_url, api_key="sk-test", max_attempts=3)
+        gateway = ModelGateway(client, storage, study_id, free=True)
+        gateway.deadline = time.monotonic() + 1.5
+        started = time.monotonic()
+        with pytest.raises(LLMError) as caught:
+            gateway.complete(MESSAGES, SCHEMA, purpose="propose")
+        elapsed = time.monotonic() - started
+    assert 1.4 <= elapsed < 2.5
+    [call] = storage.llm_calls(study_id)
+    assert call.id == caught.value.call_id and call.reply is None and "APITimeoutError" in (call.error or "")
+    assert call.latency_s == pytest.approx(elapsed, abs=0.1)
+    assert storage.spend(study_id).failed_calls == 1
+
+
+def test_no_request_is_made_once_the_wall_time_is_spent(storage: SQLStorage, study_id: int) -> None:
+    client = ScriptedClient(default=REPLY)
+    gateway = ModelGateway(client, storage, study_id, free=True)
+    gateway.deadline = time.monotonic() + MIN_CALL_S / 2
+    with pytest.raises(ModelBudgetExhausted, match="wall time") as caught:
+        gateway.complete(MESSAGES, purpose="propose")
+    assert (caught.value.reason, caught.value.attempts, gateway.refused) == ("wall time", 0, "wall time")
+    assert client.requests == [] and storage.llm_calls(study_id) == []
+
+    gateway.budget = None  # the next run: a new budget clears the refusal, and sets its own deadline
+    gateway.deadline = time.monotonic() + 30
+    gateway.complete(MESSAGES, purpose="propose")
+    gateway.deadline = None
+    gateway.complete(MESSAGES, purpose="propose")
+    first, second = client.requests
+    assert first.timeout_s is not None and 29 < first.timeout_s <= 30 and second.timeout_s is None
+    assert gateway.refused is None
+
+
+# Secrets --------------------------------------------------------------------------------------------------
+
+
+def test_no_secret_reaches_the_model_or_the_record(
+    storage: SQLStorage, study_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-gateway-secret-0123456789"
+    monkeypatch.setenv("SERVICE_TOKEN", "tok-of-the-objective-42")  # a secret-looking variable, set anywhere
+    stderr = f"Traceback ...\nPermissionError: key {key} refused; SERVICE_TOKEN=tok-of-the-objective-42"
+    asked = [*MESSAGES, {"role": "user", "content": f"The last trial failed:\n{stderr}"}]
+    with MisbehavingServer([echo_headers()]) as server:
+        client = OpenAIClient("test-model", base_url=server.base_url, api_key=key, timeout_s=2, max_attempts=1)
+        reply = ModelGateway(client, storage, study_id, free=True).complete(asked, purpose="propose")
+        [request] = server.requests
+    assert request.headers["authorization"] == f"Bearer {key}"  # where the key belongs
+    sent = json.dumps(request.messages)
+    assert key not in sent and "tok-of-the-objective-42" not in sent and f"key {REDACTED} refused" in sent
+    assert f"authorization: Bearer {REDACTED}" in reply.text  # the echo, scrubbed before the caller sees it
+    [call] = storage.llm_calls(study_id)
+    stored = json.dumps([call.messages, call.reply, call.error, call.parsed])
+    assert key not in stored and "tok-of-the-objective-42" not in stored and call.reply == reply.text
 
 
 # Prices ---------------------------------------------------------------------------------------------------

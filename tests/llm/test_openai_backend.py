@@ -4,6 +4,9 @@ sockets, no mocks. Small timeouts and backoffs keep the whole file to a few seco
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +14,9 @@ from typing import Any
 import pytest
 
 from agent.llm.client import Completion, LLMClient, LLMError
+from agent.llm.http import environment_proxy
 from agent.llm.openai import OpenAIClient, client_from_spec, parse_retry_after
+from agent.secrets import REDACTED, redact
 from agent.testing.misbehaving_server import (
     MisbehavingServer,
     candidates_json,
@@ -29,6 +34,7 @@ from agent.testing.misbehaving_server import (
     reject_response_format,
     slow,
     status,
+    trickle,
     truncated,
 )
 
@@ -282,6 +288,61 @@ def test_total_time_limit_bounds_a_hanging_server(misbehaving_server: Misbehavin
     assert 2 <= caught.value.attempts < 10
 
 
+def test_a_trickling_server_is_cut_at_the_calls_total_limit(misbehaving_server: MisbehavingServer) -> None:
+    """The probe: headers, then a byte every 0.5 s, restart a per-read timeout forever (measured: still waiting
+    after 60 s with these limits). Each request now ends at its own limit, and the call at its total."""
+    misbehaving_server.set_default(trickle(interval_s=0.5))
+    client = make_client(misbehaving_server, timeout_s=2, max_attempts=2, max_total_s=5, backoff_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="APITimeoutError") as caught:
+        client.complete(MESSAGES, schema=SCHEMA)
+    elapsed = time.monotonic() - started
+    assert 3.9 <= elapsed < 5 + 1  # two requests of 2 s each, both cut mid-body, within max_total_s
+    assert caught.value.attempts == len(misbehaving_server.requests) == 2
+
+
+def test_the_callers_time_limit_cuts_the_call_below_its_own(misbehaving_server: MisbehavingServer) -> None:
+    misbehaving_server.set_default(trickle(interval_s=0.2))
+    client = make_client(misbehaving_server, timeout_s=30, max_attempts=3, max_total_s=60)
+    started = time.monotonic()
+    with pytest.raises(LLMError, match=r"gave up after 1 request\(s\)"):
+        client.complete(MESSAGES, timeout_s=1.0)
+    assert time.monotonic() - started < 1.5
+    misbehaving_server.set_default(slow(3600))  # accepts, never answers
+    started = time.monotonic()
+    with pytest.raises(LLMError):
+        client.complete(MESSAGES, schema=SCHEMA, timeout_s=0.8)
+    assert time.monotonic() - started < 1.3
+
+
+def test_calls_cut_at_their_limit_leave_no_socket_or_thread_behind(misbehaving_server: MisbehavingServer) -> None:
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts open file descriptors through /proc")
+    misbehaving_server.set_default(trickle(interval_s=0.1))
+    client = make_client(misbehaving_server, timeout_s=0.3, max_attempts=1, max_total_s=0.3)
+    with pytest.raises(LLMError):  # the first call opens what a client keeps (its pool, the SDK's state)
+        client.complete(MESSAGES)
+    fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+    for _ in range(5):
+        with pytest.raises(LLMError):
+            client.complete(MESSAGES)
+    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert threading.active_count() <= threads + 1  # the server's handler of the last request may still be ending
+
+
+def test_requests_go_through_the_environments_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert environment_proxy("https://models.example.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert environment_proxy(None) == "http://proxy.internal:3128"  # the OpenAI API
+    assert environment_proxy("https://models.example.com/v1") == "http://proxy.internal:3128"
+    assert environment_proxy("http://models.example.com/v1") is None  # no proxy for plain http named
+    assert environment_proxy("https://127.0.0.1:8000/v1") is None  # NO_PROXY
+
+
 def test_server_gone_is_an_llm_error_in_bounded_time(misbehaving_server: MisbehavingServer) -> None:
     misbehaving_server.push(go_away)
     client = make_client(misbehaving_server, max_attempts=4)
@@ -421,6 +482,27 @@ def test_the_key_stays_secret(misbehaving_server: MisbehavingServer) -> None:
         client.complete(MESSAGES)
     assert KEY not in str(caught.value) and KEY not in repr(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_the_key_and_url_credentials_are_registered_as_secrets(misbehaving_server: MisbehavingServer) -> None:
+    key = "sk-registered-by-the-client-42"
+    OpenAIClient("m", base_url=misbehaving_server.base_url, api_key=key)
+    url = misbehaving_server.base_url.replace("://", "://alice:PASSWORD987@")
+    OpenAIClient("m", base_url=url)
+    assert redact(f"echo {key} and PASSWORD987") == f"echo {REDACTED} and {REDACTED}"
+    assert "unused" in redact("Bearer unused")  # the placeholder is no secret
+
+
+def test_an_api_key_variable_that_is_not_set_is_warned_about(
+    misbehaving_server: MisbehavingServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("TUNESMITH_UNSET_KEY", raising=False)
+    with caplog.at_level(logging.WARNING, logger="agent.llm.openai"):
+        OpenAIClient("m", base_url=misbehaving_server.base_url)  # no variable named: a local server's habit
+        assert not caplog.records
+        client_from_spec(misbehaving_server.spec(), api_key_env="TUNESMITH_UNSET_KEY")
+    [warning] = caplog.records
+    assert "TUNESMITH_UNSET_KEY" in warning.getMessage() and "no API key" in warning.getMessage()
 
 
 def test_official_api_without_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

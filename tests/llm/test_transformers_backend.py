@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,20 @@ def test_reply_cut_by_max_tokens_reports_why(hf_client: hf.TransformersClient) -
     assert reply.completion_tokens == 3
     assert reply.parsed is None
     assert reply.parse_error is not None and "max_tokens=3" in reply.parse_error
+
+
+def test_a_time_limit_ends_the_wait_for_the_model_and_the_generation(hf_client: hf.TransformersClient) -> None:
+    schema = SPACE.json_schema()
+    hf_client.complete(MESSAGES, schema=schema, temperature=0.0, max_tokens=4)  # the grammar is compiled: not timed
+    with hf_client._loaded.lock:  # another call holds the model for longer than this one may wait
+        started = time.perf_counter()
+        with pytest.raises(LLMError, match="busy with another call"):
+            hf_client.complete(MESSAGES, schema=schema, max_tokens=MAX_TOKENS, timeout_s=0.3)
+        assert 0.25 < time.perf_counter() - started < 1.0
+    started = time.perf_counter()
+    reply = hf_client.complete(MESSAGES, schema=schema, temperature=0.0, max_tokens=2000, timeout_s=0.2)
+    assert time.perf_counter() - started < 0.2 + 1.0
+    assert reply.parse_error is None or "time limit of 0.2s" in reply.parse_error  # cut, unless the GPU was fast
 
 
 def test_concurrent_calls_share_one_model(hf_client: hf.TransformersClient) -> None:

@@ -88,6 +88,26 @@ def test_invalid_items_get_one_repair_turn_quoting_the_errors(storage: SQLStorag
     assert (propose.purpose, repair_call.purpose) == ("propose", "repair")
 
 
+def test_a_reply_without_one_valid_candidate_is_a_failed_call_on_record(storage: SQLStorage) -> None:
+    """The probe: replies whose every candidate was invalid were stored without an error, so ``status``
+    counted them as good calls. One valid candidate makes a reply usable; none makes it a failure."""
+    client = ScriptedClient(
+        [
+            candidates({"x": 1.5, "n": 2, "c": "a"}, {"x": 0.5, "n": 9, "c": "a"}),
+            candidates({"x": 0.9, "n": 2, "c": "a"}, {"x": 0.5, "n": 2, "c": "z"}),
+        ]
+    )
+    run = Proposing(client, storage)
+    [proposal] = run.proposer.propose(StudyView(SPACE, "minimize", [], seed=0), 1, [])
+    propose, repair = run.calls
+    assert proposal.params == {"x": 0.9, "n": 2, "c": "a"} and proposal.llm_call_id == repair.id
+    assert propose.error is not None and propose.error.startswith("no valid candidate in the reply: ")
+    assert "candidate 1: x: 1.5 is above the maximum 1.0" in propose.error and propose.reply is not None
+    assert repair.error is None
+    spend = storage.spend(run.study_id)
+    assert (spend.calls, spend.failed_calls) == (2, 1)
+
+
 def test_malformed_json_twice_falls_back_to_the_partner_and_rests_the_model(storage: SQLStorage) -> None:
     client = ScriptedClient(["I think x should be large!", "{not json", candidates({"x": 0.1, "n": 1, "c": "a"})])
     run = Proposing(client, storage)
