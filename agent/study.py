@@ -22,6 +22,7 @@ import numpy as np
 from agent.budget import Budget
 from agent.cache import TrialCache
 from agent.config import SearchConfig, StudyConfig
+from agent.errors import BudgetExhausted
 from agent.executors import Executor, make_executor
 from agent.llm import LLMClient, ModelSpec
 from agent.loop import Callback, Coordinator, RunSummary
@@ -273,6 +274,7 @@ class Study:
 
         Raises:
             TrialBudgetReached: the study already holds ``max_trials`` trials.
+            BudgetExhausted: (``reason="wall time"``) the current run's wall time ran out while proposing.
         """
         worker_id = self._worker_id()
         with self._reserve_lock:
@@ -304,6 +306,10 @@ class Study:
                 (proposal, first_unseen), prepared = self._take(prepared), None
             else:
                 proposal, first_unseen = self._propose()
+            if self._run_deadline is not None and time.monotonic() >= self._run_deadline:
+                # Proposing took the rest of the run's time: starting the trial now (a training run of hours,
+                # perhaps) would overrun the wall time by all of it.
+                raise BudgetExhausted("the run's wall time ran out while the proposal was made", reason="wall time")
             clash = self._clash(proposal.params) if attempt < _RESERVE_ATTEMPTS else None
             try:
                 trial = self._storage.start_trial(self.id, worker_id, proposal, max_trials, first_unseen, clash)

@@ -291,3 +291,14 @@ def test_one_worker_records_each_trial_before_the_next_starts(url: str) -> None:
     study.optimize(lambda p: time.sleep(0.05) or p["x"], n_trials=5)
     trials = study.trials
     assert all(a.finished_at is not None and a.finished_at <= b.started_at for a, b in itertools.pairwise(trials))
+
+
+def test_no_trial_starts_after_the_wall_time_ran_out_while_proposing(url: str) -> None:
+    # A proposal that ends past the wall time (a slow model, a long BO fit) must not start a trial that could
+    # run for hours after the run should have stopped.
+    storage = open_storage(url)
+    created = create_study("late", SPACE, storage=storage, proposer="random")
+    study = Study(storage, storage.get_study(created.name), proposer=SlowProposer())  # type: ignore[arg-type]
+    summary = study.optimize(lambda p: float(p["x"]), budget=Budget(wall_time=0.5), prefetch=False)
+    assert summary.stopped_because is StopReason.WALL_TIME
+    assert summary.trials_run == len(study.trials) == 1  # 0.3 s to propose the first, 0.6 s for the second
