@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench bench-overhead clean
+.PHONY: demo test test-all lint bench bench-overhead bench-reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,8 @@ clean:
 bench-overhead: $(STAMP)
 	mkdir -p evals/out
 	$(BIN)/python -m evals.overhead --out evals/out/overhead.md --json evals/out/overhead.json
+
+# Fault injection (kill -9 and resume, racing processes, misbehaving models, planted secrets): < 15 min on 2 cores.
+bench-reliability: $(STAMP)
+	mkdir -p evals/out
+	$(BIN)/python -m evals.reliability --out evals/out/reliability.md --json evals/out/reliability.json

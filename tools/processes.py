@@ -12,9 +12,9 @@ so each trial is contained four ways:
 * when the trial ends, for any reason (a result, a failure, a timeout, Ctrl-C, a cancel), :func:`kill_tree`
   kills the child's process group, its descendants and every process of ours that carries the token;
 * the kernel kills the child itself when this process dies, even by ``kill -9`` (``PR_SET_PDEATHSIG``). What
-  the child started is left; each trial's temporary folder holds an owner file (our pid, start time and the
-  token), and :func:`clean_leftovers`, run when a study starts, kills what a dead run left and removes its
-  folders.
+  the child started is left; each trial's temporary folder is named after its owner (our pid, start time and
+  the token), and :func:`clean_leftovers`, run when a study starts, kills what a dead run left and removes
+  its folders.
 
 Where prctl does not exist (macOS) the process group and the token are what is left: an orphan that leaves
 the group is re-parented to launchd, out of our sight.
@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import json
 import os
 import re
 import shutil
@@ -47,12 +46,11 @@ from agent.registry import config_problem
 
 #: The environment variable that marks every process of one trial.
 TOKEN_ENV = "TUNESMITH_TRIAL_TOKEN"
-#: Trial folders are ``<tempdir>/tunesmith-trial-<number>-<random>``.
+#: Trial folders are ``<tempdir>/tunesmith-trial-<number>-<owner pid>-<owner start, ms>-<token>``.
 FOLDER_PREFIX = "tunesmith-trial-"
-#: The file in a trial folder naming the process that made it: ``{"pid", "create_time", "token"}``.
-OWNER_FILE = "owner.json"
+_OWNED_FOLDER = re.compile(re.escape(FOLDER_PREFIX) + r"\d+-(\d+)-(\d+)-([0-9a-f]{32})")
 
-#: A folder without an owner file (an older tunesmith made it) may belong to a live run for this long.
+#: A folder whose name names no owner (an older tunesmith made it) may belong to a live run for this long.
 _UNOWNED_FOLDER_AGE_S = 3600.0
 #: psutil derives a start time from the wall clock, which may be stepped between two readings.
 _START_TIME_SLACK_S = 1.0
@@ -127,16 +125,19 @@ class TrialWorkspace:
 def trial_workspace(number: int) -> Iterator[TrialWorkspace]:
     """A fresh folder and token for trial ``number``; the folder is removed when the block ends.
 
-    The owner file is written first, so a run killed at any later moment leaves a folder that
-    :func:`clean_leftovers` can attribute.
+    The folder's name says who owns it (``tunesmith-trial-<number>-<pid>-<start ms>-<token>``): a name is
+    made in one step, so a run killed at any moment, even between making the folder and writing into it or
+    halfway through removing it, leaves a folder that :func:`clean_leftovers` can attribute.
     """
     _become_subreaper()
     token = uuid.uuid4().hex
-    with tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{number}-") as tmp:
-        folder = Path(tmp)
-        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time(), "token": token}
-        (folder / OWNER_FILE).write_text(json.dumps(owner))
+    started_ms = round(psutil.Process().create_time() * 1000)
+    folder = Path(tempfile.gettempdir()) / f"{FOLDER_PREFIX}{number}-{os.getpid()}-{started_ms}-{token}"
+    folder.mkdir(mode=0o700)
+    try:
         yield TrialWorkspace(folder, token)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _env_name_problem(names: Iterable[object]) -> str | None:
@@ -312,9 +313,9 @@ class _Owner:
 def clean_leftovers() -> Leftovers:
     """Kill what the trials of dead runs left running and remove their folders (after ``kill -9``, a crash).
 
-    A trial folder is a leftover when the process its owner file names is gone, or its pid now belongs to
-    another process; a folder without an owner file (an older tunesmith made it) when it is over an hour
-    old. Folders of live runs and of other users are left alone; so are processes of other users.
+    A trial folder is a leftover when the process its name names is gone, or its pid now belongs to another
+    process; a folder whose name names no owner (an older tunesmith made it) when it is over an hour old.
+    Folders of live runs and of other users are left alone; so are processes of other users.
     """
     leftovers = [(folder, owner) for folder, owner in _trial_folders() if _is_leftover(folder, owner)]
     tokens = {owner.token for _, owner in leftovers if owner is not None}
@@ -324,21 +325,21 @@ def clean_leftovers() -> Leftovers:
 
 
 def _trial_folders() -> list[tuple[Path, _Owner | None]]:
-    """This user's trial folders in the temporary directory, each with its owner when the file is readable."""
+    """This user's trial folders in the temporary directory, each with its owner when its name gives one."""
     found = []
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
         with contextlib.suppress(OSError):
             if folder.is_dir() and folder.stat().st_uid == os.getuid():
-                found.append((folder, _read_owner(folder)))
+                found.append((folder, _owner_of(folder)))
     return found
 
 
-def _read_owner(folder: Path) -> _Owner | None:
-    try:
-        raw = json.loads((folder / OWNER_FILE).read_text())
-        return _Owner(int(raw["pid"]), float(raw["create_time"]), str(raw["token"]))
-    except (OSError, ValueError, KeyError, TypeError):  # absent, or cut short by the crash
+def _owner_of(folder: Path) -> _Owner | None:
+    named = _OWNED_FOLDER.fullmatch(folder.name)
+    if named is None:  # made by an older tunesmith
         return None
+    pid, started_ms, token = named.groups()
+    return _Owner(int(pid), int(started_ms) / 1000, token)
 
 
 def _is_leftover(folder: Path, owner: _Owner | None) -> bool:

@@ -33,7 +33,6 @@ from tools.evaluation import Evaluation
 from tools.function import FunctionEvaluator
 from tools.processes import (
     FOLDER_PREFIX,
-    OWNER_FILE,
     TOKEN_ENV,
     Leftovers,
     clean_leftovers,
@@ -245,12 +244,15 @@ def test_a_study_started_after_a_kill_9_cleans_up_after_it(tmp_path: Path, priva
 
 
 # Which folders are leftovers -----------------------------------------------------------------------------
-def _folder(tmp: Path, name: str, owner: dict[str, object] | None) -> Path:
+def _folder(tmp: Path, name: str) -> Path:
     folder = tmp / f"{FOLDER_PREFIX}{name}"
     folder.mkdir()
-    if owner is not None:
-        (folder / OWNER_FILE).write_text(json.dumps(owner))
+    (folder / "stdout").write_text("a file in it")
     return folder
+
+
+def _owned(number: int, pid: int, started: float, token: str) -> str:
+    return f"{number}-{pid}-{round(started * 1000)}-{token}"
 
 
 def test_clean_leftovers_tells_dead_owners_from_live_ones(private_tmp: Path) -> None:
@@ -258,23 +260,25 @@ def test_clean_leftovers_tells_dead_owners_from_live_ones(private_tmp: Path) -> 
     started = psutil.Process(exited.pid).create_time()
     exited.wait()
     me = psutil.Process()
-    dead = _folder(private_tmp, "dead", {"pid": exited.pid, "create_time": started, "token": "a" * 32})
-    reused = _folder(private_tmp, "reused", {"pid": me.pid, "create_time": me.create_time() - 60, "token": "b" * 32})
-    live = _folder(private_tmp, "live", {"pid": me.pid, "create_time": me.create_time(), "token": "c" * 32})
-    old_unowned = _folder(private_tmp, "old", None)
+    dead = _folder(private_tmp, _owned(0, exited.pid, started, "a" * 32))
+    reused = _folder(private_tmp, _owned(1, me.pid, me.create_time() - 60, "b" * 32))
+    live = _folder(private_tmp, _owned(2, me.pid, me.create_time(), "c" * 32))
+    old_unowned = _folder(private_tmp, "3-oldstyle")
     two_hours_ago = time.time() - 7200
     os.utime(old_unowned, (two_hours_ago, two_hours_ago))
-    new_unowned = _folder(private_tmp, "new", None)
+    new_unowned = _folder(private_tmp, "4-newstyle")
 
     assert clean_leftovers() == Leftovers(folders=3, processes=0)
     assert [f.exists() for f in (dead, reused, old_unowned)] == [False, False, False]
     assert live.exists() and new_unowned.exists()
 
 
-def test_a_running_trials_folder_is_left_alone(private_tmp: Path) -> None:
+def test_a_running_trials_folder_is_named_after_its_owner_and_left_alone(private_tmp: Path) -> None:
     with trial_workspace(4) as workspace:
-        owner = json.loads((workspace.folder / OWNER_FILE).read_text())
-        assert owner["pid"] == os.getpid() and owner["token"] == workspace.token
+        assert (
+            workspace.folder.name
+            == f"{FOLDER_PREFIX}{_owned(4, os.getpid(), psutil.Process().create_time(), workspace.token)}"
+        )
         assert workspace.folder.parent == private_tmp
         assert not clean_leftovers()
         assert workspace.folder.exists()
