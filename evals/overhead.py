@@ -394,6 +394,23 @@ def metadata(argv: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def run_header(title: str, meta: Mapping[str, Any]) -> list[str]:
+    """The first lines of a report: the command, date, machine, tree measured and load (from :func:`metadata`)."""
+    machine, tree, load = meta["machine"], meta["tunesmith"], meta["load_average"]
+    return [
+        f"# {title}",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- date: {meta['date']}",
+        f"- machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['platform']}, Python {machine['python']}, "
+        f"SQLite {machine['sqlite']}",
+        f"- tunesmith measured: `{tree['tree']}` (git {tree['git'] or 'unknown'})",
+        "- load average (1, 5, 15 min): start "
+        + ", ".join(f"{x:.2f}" for x in load["start"])
+        + (", end " + ", ".join(f"{x:.2f}" for x in load["end"]) if "end" in load else ""),
+    ]
+
+
 def targets(results: Mapping[str, Any]) -> dict[str, Any]:
     """The issue's targets, checked against this run (None where the section did not run)."""
     out: dict[str, Any] = {}
@@ -430,22 +447,7 @@ def _met(flag: bool) -> str:
 
 
 def render(results: Mapping[str, Any]) -> str:
-    meta = results["meta"]
-    machine = meta["machine"]
-    tree = meta["tunesmith"]
-    load = meta["load_average"]
-    lines = [
-        "# tunesmith loop overhead",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- date: {meta['date']}",
-        f"- machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['platform']}, Python {machine['python']}, "
-        f"SQLite {machine['sqlite']}",
-        f"- tunesmith measured: `{tree['tree']}` (git {tree['git'] or 'unknown'})",
-        "- load average (1, 5, 15 min): start "
-        + ", ".join(f"{x:.2f}" for x in load["start"])
-        + (", end " + ", ".join(f"{x:.2f}" for x in load["end"]) if "end" in load else ""),
-    ]
+    lines = run_header("tunesmith loop overhead", results["meta"])
     goals = results.get("targets", {})
     overhead = results.get("overhead")
     if overhead:

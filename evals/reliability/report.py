@@ -45,21 +45,12 @@ def table(rows: Sequence[Row]) -> list[str]:
 
 
 def _header(results: Mapping[str, Any]) -> list[str]:
-    meta = results["meta"]
-    machine, tree, load = meta["machine"], meta["tunesmith"], meta["load_average"]
+    from evals.overhead import run_header  # lazily, as the CLI takes its metadata: it imports tunesmith
+
     seconds = {name: s["seconds"] for name, s in results["scenarios"].items()}
     timing = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
     return [
-        "# tunesmith reliability (fault injection)",
-        "",
-        f"- command: `{meta['command']}`",
-        f"- date: {meta['date']}",
-        f"- machine: nproc {machine['nproc']}, {machine['cpu']}, {machine['platform']}, Python {machine['python']}, "
-        f"SQLite {machine['sqlite']}",
-        f"- tunesmith measured: `{tree['tree']}` (git {tree['git'] or 'unknown'})",
-        "- load average (1, 5, 15 min): start "
-        + ", ".join(f"{x:.2f}" for x in load["start"])
-        + (", end " + ", ".join(f"{x:.2f}" for x in load["end"]) if "end" in load else ""),
+        *run_header("tunesmith reliability (fault injection)", results["meta"]),
         f"- sizes: {results['sizes']}",
         f"- time per scenario: {timing} (total {sum(seconds.values()):.0f} s)",
     ]
