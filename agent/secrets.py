@@ -27,7 +27,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 #: What a scrubbed value is replaced with.
@@ -93,8 +93,12 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    """``text`` with every known secret value replaced by :data:`REDACTED`."""
+@overload
+def redact(text: str) -> str: ...
+@overload
+def redact(text: str | None) -> str | None: ...
+def redact(text: str | None) -> str | None:
+    """``text`` with every known secret value replaced by :data:`REDACTED` (None stays None)."""
     if not text:
         return text
     for value in secret_values():

@@ -16,6 +16,8 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
+import enum
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,8 +25,10 @@ from typing import Any
 
 from agent.space import ParamValue
 from agent.storage.liveness import WorkerIdentity
-from agent.storage.records import LLMCallRecord, Spend, StudyRecord
+from agent.storage.records import LLMCallRecord, Spend, StorageError, StudyRecord
 from agent.trial import Proposal, Trial, TrialState
+
+log = logging.getLogger(__name__)
 
 #: Decides whether a trial started since a proposal was made makes that proposal a duplicate.
 Clash = Callable[[Mapping[str, ParamValue]], bool]
@@ -205,7 +209,27 @@ class Storage(ABC):
         """Release connections; the storage may not be used afterwards."""
 
 
-def is_late_result(interrupted: bool, late: bool) -> bool:
-    """Whether a result told for a trial that is no longer running is to be kept as a late result: the
-    trial was marked interrupted by another process (not finished by its own), and only once."""
-    return interrupted and not late
+class Telling(enum.Enum):
+    """What an outcome told for a trial does, by :func:`telling`."""
+
+    RECORD = "record"  # the trial is running: store the outcome
+    LATE = "late"  # another process marked it interrupted, yet its result came: store it, flagged late
+    ALREADY = "already"  # it was marked interrupted, and its own process now says the same: nothing to do
+
+
+def telling(number: int, state: TrialState, interrupted: bool, late: bool, reporting_interrupted: bool) -> Telling:
+    """The rule every storage applies to an outcome told for trial ``number``, stored as ``state`` with the
+    flags ``interrupted`` and ``late``.
+
+    Raises:
+        StorageError: the trial is finished and the outcome is neither its late result nor a second
+            interruption: a trial can be told only once.
+    """
+    if state is TrialState.RUNNING:
+        return Telling.RECORD
+    if interrupted and reporting_interrupted:
+        return Telling.ALREADY
+    if interrupted and not late:
+        log.warning("trial %d was marked interrupted, but its result arrived: kept as a late result", number)
+        return Telling.LATE
+    raise StorageError(f"trial {number} is already {state}; a trial can be told only once")

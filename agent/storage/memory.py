@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +18,7 @@ from typing import Any
 
 from agent.secrets import redact, redact_data
 from agent.space import ParamValue
-from agent.storage.base import Changes, Clash, Storage, is_late_result
+from agent.storage.base import Changes, Clash, Storage, Telling, telling
 from agent.storage.liveness import WorkerIdentity, is_dead
 from agent.storage.records import (
     LLMCallRecord,
@@ -31,8 +30,6 @@ from agent.storage.records import (
     TrialBudgetReached,
 )
 from agent.trial import INTERRUPTED, Proposal, Trial, TrialState
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -200,23 +197,20 @@ class InMemoryStorage(Storage):
             study = self._study(study_id)
             index = self._trial_index(study, number)
             current = study.trials[index]
-            late = current.state.is_finished and is_late_result(current.interrupted, current.late)
-            if current.state.is_finished and current.interrupted and interrupted:
-                return current  # stopped twice: by whoever marked it, then by itself
-            if current.state.is_finished and not late:
-                raise StorageError(f"trial {number} is already {current.state}; a trial can be told only once")
-            if late:
-                log.warning("trial %d was marked interrupted, but its result arrived: kept as a late result", number)
+            told = telling(number, current.state, current.interrupted, current.late, interrupted)
+            if told is Telling.ALREADY:
+                return current
+            if told is Telling.LATE:  # withdraw the copy of its point requeued meanwhile, unless it started
                 study.queue = [q for q in study.queue if q.claimed or q.source_trial != number]
             finished = replace(
                 current,
                 state=state,
                 value=value,
                 metrics=dict(metrics or {}),
-                error=redact(error) if error else error,
-                feedback=redact(feedback) if feedback else feedback,
+                error=redact(error),
+                feedback=redact(feedback),
                 interrupted=interrupted,
-                late=late,
+                late=told is Telling.LATE,
                 finished_at=datetime.now(UTC),
             )
             self._touch(study, index, finished)

@@ -79,9 +79,9 @@ class LLMCallRecord:
         return replace(
             self,
             messages=redact_data(self.messages),
-            reply=redact(self.reply) if self.reply else self.reply,
+            reply=redact(self.reply),
             parsed=redact_data(self.parsed),
-            error=redact(self.error) if self.error else self.error,
+            error=redact(self.error),
         )
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from agent.secrets import redact, redact_data, register_url_credentials, without_credentials
 from agent.space import ParamValue
 from agent.storage import migrate
-from agent.storage.base import Changes, Clash, Storage, is_late_result
+from agent.storage.base import Changes, Clash, Storage, Telling, telling
 from agent.storage.liveness import WorkerIdentity, is_dead
 from agent.storage.records import (
     LLMCallRecord,
@@ -365,13 +365,10 @@ class SQLStorage(Storage):
             ).first()
             if row is None:
                 raise StorageError(f"trial {number} does not exist in this study")
-            late = row.state != TrialState.RUNNING.value and is_late_result(bool(row.interrupted), bool(row.late))
-            if row.state != TrialState.RUNNING.value and row.interrupted and interrupted:
-                return self._trial(conn, study_id, number)  # stopped twice: by whoever marked it, then by itself
-            if row.state != TrialState.RUNNING.value and not late:
-                raise StorageError(f"trial {number} is already {row.state}; a trial can be told only once")
-            if late:
-                log.warning("trial %d was marked interrupted, but its result arrived: kept as a late result", number)
+            told = telling(number, TrialState(row.state), bool(row.interrupted), bool(row.late), interrupted)
+            if told is Telling.ALREADY:
+                return self._trial(conn, study_id, number)
+            if told is Telling.LATE:
                 conn.execute(  # its point was put back in the queue: withdraw the copy nobody has started
                     sa.delete(queue).where(
                         queue.c.study_id == study_id, queue.c.source_trial == number, queue.c.trial_number.is_(None)
@@ -384,10 +381,10 @@ class SQLStorage(Storage):
                     state=state.value,
                     value=value,
                     metrics=json.dumps(dict(metrics or {})),
-                    error=redact(error) if error else error,
-                    feedback=redact(feedback) if feedback else feedback,
+                    error=redact(error),
+                    feedback=redact(feedback),
                     interrupted=interrupted,
-                    late=late,
+                    late=told is Telling.LATE,
                     finished_at=_now(),
                     seq=seq,
                 )
