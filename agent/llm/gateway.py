@@ -276,7 +276,7 @@ class ModelGateway:
             completion,
             text=redact(completion.text),
             parsed=redact_data(completion.parsed),
-            parse_error=redact(completion.parse_error) if completion.parse_error else completion.parse_error,
+            parse_error=redact(completion.parse_error),
         )
         error, broken = completion.parse_error, None
         if error is None and check is not None:
@@ -318,5 +318,5 @@ class ModelGateway:
         return (completion.prompt_tokens * price[0] + completion.completion_tokens * price[1]) / 1e6
 
     def _record(self, call: LLMCallRecord) -> int:
-        """Store ``call`` scrubbed of secrets (an error message may quote a reply that echoed a key)."""
-        return self.storage.record_llm_call(self.study_id, call.redacted())
+        # Storage scrubs secrets from what it keeps (an error message may quote a reply that echoed a key).
+        return self.storage.record_llm_call(self.study_id, call)
