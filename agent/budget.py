@@ -97,9 +97,15 @@ class BudgetAccount:
         return time.monotonic() - self._started
 
     @property
-    def remaining_s(self) -> float | None:
+    def deadline(self) -> float | None:
+        """When the wall time runs out (a ``time.monotonic()`` value), or None without a wall time."""
         limit = self.budget.wall_time_s
-        return None if limit is None else max(0.0, limit - self.elapsed_s)
+        return None if limit is None else self._started + limit
+
+    @property
+    def remaining_s(self) -> float | None:
+        deadline = self.deadline
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     @property
     def counts_spend(self) -> bool:

@@ -29,7 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.budget import Budget, BudgetAccount
+from agent.budget import BudgetAccount
 from agent.errors import BudgetExhausted
 from agent.executors import Executor
 from agent.storage import StorageError
@@ -126,14 +126,14 @@ class Coordinator:
         evaluator: Evaluator,
         executor: Executor,
         n_trials: int | None = None,
-        budget: Budget | None = None,
+        account: BudgetAccount | None = None,
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.study = study
         self.evaluator = evaluator
         self.executor = executor
         self.n_trials = n_trials
-        self.account = BudgetAccount(budget)
+        self.account = account or BudgetAccount(None)
         self.callbacks = list(callbacks)
         self._in_flight: dict[Future[Evaluation], Trial] = {}
         self._finishing: list[tuple[Trial, Future[Evaluation]]] = []  # evaluated, not yet recorded

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.budget import Budget
+from agent.budget import Budget, BudgetAccount
 from agent.cache import TrialCache
 from agent.config import SearchConfig, StudyConfig
 from agent.errors import BudgetExhausted
@@ -83,8 +83,7 @@ class Study:
         #: scrubbed before storing).
         self.search = search if search is not None else SearchConfig.from_settings(record.settings)
         self._gateway: ModelGateway | None = None
-        self._run_budget: Budget | None = None
-        self._run_deadline: float | None = None  # when this run's wall time ends (time.monotonic())
+        self._run: BudgetAccount | None = None  # the budget of the current optimize call, and its clock
         self._cache = TrialCache(storage, record.id, self.space)
         self._lease: WorkerLease | None = None
         self._lease_lock = threading.Lock()
@@ -115,8 +114,7 @@ class Study:
                     self._gateway = ModelGateway(
                         client, self._storage, self.id, free=search.model.is_free, prices=search.price_table()
                     )
-                    self._gateway.budget = self._run_budget
-                    self._gateway.deadline = self._run_deadline
+                    self._hold_model_to_run()
                 except Exception as exc:  # ConfigError: a client object not passed again; LLMError: no backend
                     log.warning("the model %s cannot be used (%s); proposing with BO instead", search.model, exc)
                     kind = "bo"
@@ -233,7 +231,7 @@ class Study:
         self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
         self._set_run_budget(budget)
         try:
-            summary = Coordinator(self, evaluator, runner, n_trials, budget, callbacks).run()
+            summary = Coordinator(self, evaluator, runner, n_trials, self._run, callbacks).run()
         except BaseException:
             # An interrupted run does not wait for a proposal still being prepared; that proposal keeps the
             # run's budget until it is done, so a model call it makes is still checked.
@@ -252,13 +250,15 @@ class Study:
         return summary
 
     def _set_run_budget(self, budget: Budget | None) -> None:
-        """Hold the model to ``budget`` from now on; its wall time starts now, so model calls end with the run."""
-        self._run_budget = budget
-        wall_time = None if budget is None else budget.wall_time_s
-        self._run_deadline = None if wall_time is None else time.monotonic() + wall_time
+        """Hold the run (and the model) to ``budget`` from now on; its wall time starts now, so model calls and
+        proposals end with the run. None: no run, no limits."""
+        self._run = None if budget is None else BudgetAccount(budget)
+        self._hold_model_to_run()
+
+    def _hold_model_to_run(self) -> None:
         if self._gateway is not None:
-            self._gateway.budget = budget
-            self._gateway.deadline = self._run_deadline
+            self._gateway.budget = None if self._run is None else self._run.budget
+            self._gateway.deadline = None if self._run is None else self._run.deadline
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
@@ -306,7 +306,8 @@ class Study:
                 (proposal, first_unseen), prepared = self._take(prepared), None
             else:
                 proposal, first_unseen = self._propose()
-            if self._run_deadline is not None and time.monotonic() >= self._run_deadline:
+            deadline = None if self._run is None else self._run.deadline
+            if deadline is not None and time.monotonic() >= deadline:
                 # Proposing took the rest of the run's time: starting the trial now (a training run of hours,
                 # perhaps) would overrun the wall time by all of it.
                 raise BudgetExhausted("the run's wall time ran out while the proposal was made", reason="wall time")
