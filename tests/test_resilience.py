@@ -50,12 +50,13 @@ print(json.dumps({"loss": float(sys.argv[1]) ** 2}))
 """
 
 
-def count_complete(db: Path) -> int:
+def count_trials(db: Path, state: str) -> int:
+    """Trials in ``state`` in the SQLite file ``db``; 0 before the file or its tables exist."""
     if not db.exists():
         return 0
     with sqlite3.connect(db, timeout=30) as conn:
         try:
-            return conn.execute("SELECT count(*) FROM trials WHERE state = 'complete'").fetchone()[0]
+            return conn.execute("SELECT count(*) FROM trials WHERE state = ?", (state,)).fetchone()[0]
         except sqlite3.OperationalError:  # tables not created yet
             return 0
 
@@ -74,7 +75,7 @@ def test_kill_9_mid_study_loses_nothing_and_resume_finishes(tmp_path: Path) -> N
     db = tmp_path / "study.db"
 
     first = subprocess.Popen(run, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_until(lambda: count_complete(db) >= 5)
+    wait_until(lambda: count_trials(db, "complete") >= 5)
     first.send_signal(signal.SIGKILL)
     first.wait()
     before = {
@@ -140,16 +141,7 @@ def test_running_trials_of_a_live_worker_are_never_touched(tmp_path: Path) -> No
     worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, url], env=ENV)
     db = tmp_path / "live.db"
 
-    def running() -> bool:
-        if not db.exists():
-            return False
-        with sqlite3.connect(db, timeout=30) as conn:
-            try:
-                return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0] == 1
-            except sqlite3.OperationalError:
-                return False
-
-    wait_until(running)
+    wait_until(lambda: count_trials(db, "running") == 1)
     assert load_study("live", url).recover_interrupted() == []
     assert worker.wait(timeout=60) == 0
     [trial] = load_study("live", url).trials
@@ -164,10 +156,7 @@ def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: 
     run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
 
     def running_after_one_complete() -> bool:
-        if count_complete(db) < 1:
-            return False
-        with sqlite3.connect(db, timeout=30) as conn:
-            return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0] == 1
+        return count_trials(db, "complete") >= 1 and count_trials(db, "running") == 1
 
     first = subprocess.Popen(run, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(running_after_one_complete)
@@ -200,7 +189,7 @@ def test_a_stalled_worker_marked_interrupted_keeps_its_late_result(tmp_path: Pat
     url = f"sqlite:///{tmp_path / 'stall.db'}"
     worker = subprocess.Popen([sys.executable, "-c", STALLING_WORKER, url], env=ENV, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "stall.db"
-    wait_until(lambda: _running(db) == 1)
+    wait_until(lambda: count_trials(db, "running") == 1)
     worker.send_signal(signal.SIGSTOP)
     try:
         with sqlite3.connect(db, timeout=30) as conn:
@@ -212,16 +201,6 @@ def test_a_stalled_worker_marked_interrupted_keeps_its_late_result(tmp_path: Pat
     assert worker.returncode == 0, stderr
     [trial] = load_study("stall", url).trials
     assert (trial.state, trial.value, trial.late, trial.interrupted) == (TrialState.COMPLETE, 0.393, True, False)
-
-
-def _running(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(db, timeout=30) as conn:
-        try:
-            return conn.execute("SELECT count(*) FROM trials WHERE state = 'running'").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
 
 
 ENQUEUED = '\n[[enqueue]]\nx = 0.5\nk = "plain"\n\n[[enqueue]]\nx = -1.5\nk = "plain"\n'
@@ -282,7 +261,7 @@ def test_worker_processes_die_with_a_killed_run(tmp_path: Path) -> None:
 
     url = f"sqlite:///{tmp_path / 'pool.db'}"
     run = subprocess.Popen([sys.executable, "-c", POOL_RUN, url], env=ENV, cwd=REPO)
-    wait_until(lambda: _running(tmp_path / "pool.db") == 2)
+    wait_until(lambda: count_trials(tmp_path / "pool.db", "running") == 2)
     workers = psutil.Process(run.pid).children(recursive=True)
     assert workers
     run.send_signal(signal.SIGKILL)
