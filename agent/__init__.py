@@ -4,6 +4,10 @@ Bayesian optimization is its partner and fallback.
 The public API is what ``__all__`` lists; everything else may change between releases. Names are loaded
 on first use (PEP 562), so that ``import agent`` (and ``tunesmith --help``) does not pay for numpy,
 SQLAlchemy or torch until they are needed.
+
+Importing the package also lets it speak when the application never configured :mod:`logging`: finished
+trials and long waits are logged at INFO, to stderr by a fallback handler (see :mod:`agent.logs`;
+``agent.set_verbosity(logging.WARNING)`` silences them).
 """
 
 from __future__ import annotations
@@ -11,14 +15,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from agent import logs
+
+logs.install()
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "Budget": "agent.budget",
     "BudgetExhausted": "agent.errors",
     "ConfigError": "agent.errors",
+    "RepeatedFailure": "agent.errors",
     "TunesmithError": "agent.errors",
     "Executor": "agent.executors",
+    "set_verbosity": "agent.logs",
     "RunSummary": "agent.loop",
     "StopReason": "agent.loop",
     "InMemoryStorage": "agent.storage",
@@ -54,6 +64,7 @@ __all__ = [
     "Int",
     "InvalidCandidate",
     "Proposal",
+    "RepeatedFailure",
     "RunSummary",
     "SQLStorage",
     "Space",
@@ -70,12 +81,14 @@ __all__ = [
     "create_study",
     "load_study",
     "open_storage",
+    "set_verbosity",
 ]
 
 if TYPE_CHECKING:
     from agent.budget import Budget
-    from agent.errors import BudgetExhausted, ConfigError, TunesmithError
+    from agent.errors import BudgetExhausted, ConfigError, RepeatedFailure, TunesmithError
     from agent.executors import Executor
+    from agent.logs import set_verbosity
     from agent.loop import RunSummary, StopReason
     from agent.space import Categorical, Code, Float, Int, InvalidCandidate, Space, SpaceError, Text
     from agent.storage import InMemoryStorage, SQLStorage, Storage, StorageError, open_storage

@@ -37,3 +37,17 @@ class BudgetExhausted(TunesmithError, RuntimeError):
     def __init__(self, message: str, reason: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class RepeatedFailure(TunesmithError, RuntimeError):
+    """The first trials of a run all failed for the same reason: the objective (or its environment) is
+    broken, and more trials would only fail the same way.
+
+    ``count`` is how many failed in a row, ``cause`` the one-line reason they share
+    (:func:`agent.display.failure_cause`).
+    """
+
+    def __init__(self, message: str, count: int, cause: str) -> None:
+        self.count = count
+        self.cause = cause
+        super().__init__(message)

@@ -1,7 +1,13 @@
 """Job files (TOML): parsed and checked completely before anything runs or is written.
 
 Every problem is reported with the TOML key it concerns and what was expected there, all of them at
-once, so a user fixes a job file in one pass.
+once, so a user fixes a job file in one pass: a faulty parameter does not hide the command's placeholders
+or the ``[[enqueue]]`` points (they are checked against the names and the valid parameters), and a model
+that cannot start on this machine (its API key not set, its file or wheel missing) is found here rather
+than at the study's first proposal.
+
+Paths are taken from the job file's folder, wherever ``tunesmith`` runs: the program and the modules of
+the objective, a relative ``storage = "sqlite:///x.db"``, and the default storage, ``tunesmith.db`` there.
 
 The settings themselves are defined once, in :mod:`agent.config`; a job file is a layout over them
 (:data:`LAYOUT` says where each key of ``[study]``, ``[objective]``, ``[proposer]`` and ``[budget]`` goes),
@@ -24,9 +30,11 @@ from pydantic import BaseModel
 
 from agent.budget import Budget
 from agent.config import Price, StudyConfig, config_problems
-from agent.errors import TunesmithError
-from agent.proposers import PROPOSERS
-from agent.space import InvalidCandidate, Space, SpaceError
+from agent.errors import ConfigError, TunesmithError
+from agent.llm.spec import ModelSpec, model_problems
+from agent.proposers import PROPOSERS, uses_model
+from agent.space import Space, SpaceTable
+from agent.storage import DEFAULT_STORAGE
 from tools.evaluation import Evaluator
 from tools.registry import EVALUATORS, EvaluatorContext, choose_one, kinds_in
 
@@ -79,7 +87,8 @@ class ObjectiveConfig:
     metric: str | None = None
 
     def evaluator(self, folder: Path | None = None, space: Space | None = None) -> Evaluator:
-        return EVALUATORS.build(self.kind, self.options, EvaluatorContext(folder, space), where="objective")
+        context = EvaluatorContext(folder, space, self.metric)
+        return EVALUATORS.build(self.kind, self.options, context, where="objective")
 
     @property
     def identity(self) -> str:
@@ -121,7 +130,8 @@ class Job:
 
     Attributes:
         path: the file.
-        config: every setting (the storage URL made absolute against the file's folder).
+        config: every setting (the storage URL made absolute against the file's folder; ``tunesmith.db``
+            there when the file names none).
         space: the ``[space]`` table.
         objective: the ``[objective]`` table.
         enqueue: the ``[[enqueue]]`` points.
@@ -144,9 +154,8 @@ class Job:
 
     @property
     def budget(self) -> Budget:
-        budget = self.config.budget.to_budget()
-        assert budget is not None  # load_job requires trials or wall_time
-        return budget
+        """The job's limits; none when it sets none (loaded with ``require_budget=False``: the caller sets them)."""
+        return self.config.budget.to_budget() or Budget()
 
     @property
     def prices(self) -> dict[str, tuple[float, float]]:
@@ -191,11 +200,16 @@ def _unknown(section: str, key: str, allowed: Sequence[str]) -> str:
     return f"{section}.{key}: unknown key (allowed here: {', '.join(allowed)})"
 
 
-def load_job(path: str | Path) -> Job:
+def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
     """Read and check a job file; every problem is reported, not only the first.
 
     Importing a ``function`` objective runs its module's top-level code: that is the only way to know
     the function exists before the study starts.
+
+    Args:
+        path: the job file.
+        require_budget: refuse a job that sets neither ``trials`` nor ``wall_time``; False for a caller
+            that limits the run itself (``tunesmith run --trials 5``).
 
     Raises:
         JobFileError: the file is missing, not TOML, or has faulty keys (all listed).
@@ -226,11 +240,9 @@ def load_job(path: str | Path) -> Job:
             tables[section] = None
             found[section].append(f"{section}: expected a table, e.g. [{section}] on a line of its own, then its keys")
 
-    space: Space | None = None
-    try:
-        space = Space.from_dict(raw.get("space", {}))
-    except SpaceError as exc:
-        found["space"].append(str(exc))
+    space_table = SpaceTable.read(raw.get("space", {}))
+    found["space"] += space_table.problems
+    space = space_table.space
 
     # The settings: each layout key to its StudyConfig place; other [study]/[budget] keys are unknown.
     data: dict[str, Any] = {"search": {}, "budget": {}}
@@ -250,8 +262,9 @@ def load_job(path: str | Path) -> Job:
     # The other [proposer] keys are the kind's options; with an unknown kind there is nothing to check them by.
     kind = data["search"].get("proposer", "auto")
     data["search"]["proposer_options"] = rest["proposer"] if kind in PROPOSERS else {}
-    if isinstance(data.get("storage"), str):
-        data["storage"] = resolve_storage(data["storage"], path.parent)
+    storage = data.setdefault("storage", DEFAULT_STORAGE)
+    if isinstance(storage, str):
+        data["storage"] = resolve_storage(storage, path.parent)
     config: StudyConfig | None = None
     setting_problems: dict[str, list[str]] = {section: [] for section in _SECTIONS}
     try:
@@ -275,10 +288,12 @@ def load_job(path: str | Path) -> Job:
             f"proposer.model: {str(config.search.model)!r} is how a study records a client object, which a job "
             'file cannot pass; name a model such as "local"'
         )
+    found["proposer"] += _model_readiness(data["search"])
 
     objective: ObjectiveConfig | None = None
     if "objective" in raw and tables["objective"] is not None:
-        objective = _objective(rest["objective"], setting_problems["objective"], space, path.parent, found["objective"])
+        context = EvaluatorContext(path.parent, space, parameters=space_table.names or None)
+        objective = _objective(rest["objective"], setting_problems["objective"], context, found["objective"])
         if objective is not None and config is not None:
             objective = ObjectiveConfig(objective.kind, objective.options, config.metric)
     else:
@@ -286,7 +301,8 @@ def load_job(path: str | Path) -> Job:
 
     budget_table = tables["budget"]
     if (
-        budget_table is not None
+        require_budget
+        and budget_table is not None
         and not found["budget"]
         and "trials" not in budget_table
         and "wall_time" not in budget_table
@@ -296,12 +312,12 @@ def load_job(path: str | Path) -> Job:
     enqueue = raw.get("enqueue", [])
     if not isinstance(enqueue, list) or not all(isinstance(p, dict) for p in enqueue):
         found["enqueue"].append("enqueue: expected [[enqueue]] tables, one per point, with a value for each parameter")
-    elif space is not None:
+    elif space_table.params:
+        # Checked against the valid parameters; a value of a faulty one is that parameter's mistake.
+        valid = Space(space_table.params)
         for i, point in enumerate(enqueue):
-            try:
-                space.validate({**space.defaults(), **point})
-            except InvalidCandidate as exc:
-                found["enqueue"] += [f"enqueue[{i}].{p}" for p in exc.problems]
+            checked = {k: v for k, v in point.items() if k in valid or k not in space_table.names}
+            found["enqueue"] += [f"enqueue[{i}].{p}" for p in valid.problems({**valid.defaults(), **checked})]
 
     problems = head + [line for section in _SECTIONS for line in found[section]]
     if problems:
@@ -316,8 +332,23 @@ def _option_keys(kind: object) -> list[str]:
     return [*LAYOUT["proposer"], *(options.model_fields if options is not None else ())]
 
 
+def _model_readiness(search: Mapping[str, Any]) -> list[str]:
+    """What keeps the model from starting here, for a proposer that uses one; a spec or setting that is
+    faulty itself is reported by the settings check instead."""
+    kind, model, api_key_env = search.get("proposer", "auto"), search.get("model"), search.get("api_key_env")
+    if not (isinstance(kind, str) and kind in PROPOSERS and uses_model(kind)) or not isinstance(model, str):
+        return []
+    if api_key_env is not None and not isinstance(api_key_env, str):
+        return []
+    try:
+        spec = ModelSpec.parse(model)
+    except ConfigError:
+        return []
+    return [f"proposer.model: {problem}" for problem in model_problems(spec, api_key_env)]
+
+
 def _objective(
-    table: Mapping[str, Any], metric_problems: list[str], space: Space | None, folder: Path, found: list[str]
+    table: Mapping[str, Any], metric_problems: list[str], context: EvaluatorContext, found: list[str]
 ) -> ObjectiveConfig | None:
     """Check the ``[objective]`` table but ``metric``: one kind, its options, and the kind's own checks."""
     every = [*EVALUATORS.names(), *LAYOUT["objective"]]
@@ -336,7 +367,7 @@ def _objective(
         if key in every and key not in own:
             found.append(f"objective.{key}: not used by a {kind} objective (its keys: {', '.join(own)})")
     options = {key: value for key, value in table.items() if key in own}
-    problems = EVALUATORS.problems(kind, options, EvaluatorContext(folder, space), where="objective")
+    problems = EVALUATORS.problems(kind, options, context, where="objective")
     found += problems
     if problems or model is None:
         return None

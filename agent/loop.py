@@ -15,6 +15,10 @@ What a run guarantees:
   the caller.
 * Ctrl-C or SIGTERM (turned into ``KeyboardInterrupt`` by the CLI) kills every evaluation's process
   tree, marks every running trial of this run interrupted, and re-raises, within seconds.
+* A broken objective does not burn the budget: when the first trials of a run fail one after another
+  for the same reason (``max_consecutive_failures`` of them, none of the run's trials complete), no
+  further trial is started, the running ones finish, and the run stops with
+  :attr:`StopReason.REPEATED_FAILURE` and a :class:`~agent.errors.RepeatedFailure` that says why.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.budget import BudgetAccount
-from agent.errors import BudgetExhausted
+from agent.display import failure_cause
+from agent.errors import BudgetExhausted, RepeatedFailure
 from agent.executors import Executor
 from agent.storage import StorageError
 from agent.trial import INTERRUPTED, Trial, TrialState
@@ -54,15 +59,82 @@ class StopReason(enum.StrEnum):
     WALL_TIME = "wall time"
     TOKEN_BUDGET = "token budget"
     MONEY_BUDGET = "money budget"
+    REPEATED_FAILURE = "repeated failure"
     ERROR = "error"
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What one run did and why it stopped."""
+    """What one run did and why it stopped.
+
+    ``repeated_failure`` is the error that explains a stop on :attr:`StopReason.REPEATED_FAILURE` (its
+    ``count``, ``cause`` and a message saying what to do), None otherwise.
+    """
 
     trials_run: int
     stopped_because: StopReason
+    repeated_failure: RepeatedFailure | None = None
+
+
+#: Trials of a run that may fail in a row for the same reason, before any completes, by default.
+MAX_CONSECUTIVE_FAILURES = 5
+#: Lines of the last failed trial's output quoted by :class:`~agent.errors.RepeatedFailure`.
+_QUOTED_LINES = 6
+
+
+class FailureStreak:
+    """Watches a run's finished trials for the same failure, again and again, before any trial completes.
+
+    Trials that fail for different reasons restart the count (an objective failing at random is not
+    broken); a trial that completes or is pruned ends the watch for the run (the objective works, and
+    some points are just bad); an interrupted trial is no evidence either way.
+
+    Args:
+        limit: failures in a row that stop the run; None never stops it.
+    """
+
+    def __init__(self, limit: int | None = MAX_CONSECUTIVE_FAILURES) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"max_consecutive_failures must be a positive integer or None, got {limit!r}")
+        self.limit = limit
+        self.count = 0
+        self.cause: str | None = None
+        self._finished = 0
+        self._last: Trial | None = None
+
+    def add(self, trial: Trial) -> None:
+        """Count a recorded trial; once :attr:`tripped`, the streak is kept as it is for :meth:`error`."""
+        if self.limit is None or self.tripped or trial.interrupted:
+            return
+        self._finished += 1
+        cause = failure_cause(trial)
+        if cause is None:  # it completed (or was pruned): the objective works
+            self.limit = None
+            return
+        self.count = self.count + 1 if cause == self.cause else 1
+        self.cause, self._last = cause, trial
+
+    @property
+    def tripped(self) -> bool:
+        return self.limit is not None and self.count >= self.limit
+
+    def error(self) -> RepeatedFailure:
+        """What the run raises once :attr:`tripped`: the shared cause and the tail of the last output."""
+        assert self.cause is not None and self._last is not None
+        which = (
+            f"the first {self.count} trials of this run all"
+            if self.count == self._finished
+            else f"{self.count} trials in a row of this run (none complete)"
+        )
+        message = (
+            f"{which} failed with the same error: {self.cause}; fix the objective (the trials are kept) or pass "
+            "max_consecutive_failures=None to go on"
+        )
+        printed = [line for line in (self._last.feedback or "").splitlines() if line.strip()]
+        if printed:
+            quoted = "\n".join(f"    {line}" for line in printed[-_QUOTED_LINES:])
+            message += f"\nthe output of trial {self._last.number} ends with:\n{quoted}"
+        return RepeatedFailure(message, self.count, self.cause)
 
 
 def run_trial(study: Study, evaluator: Evaluator, executor: Executor, max_trials: int | None = None) -> Trial:
@@ -118,7 +190,8 @@ def mark_interrupted(study: Study, trials: Sequence[Trial]) -> None:
 
 
 class Coordinator:
-    """Runs trials over an executor until ``n_trials``, a budget, an error or an interrupt stops it."""
+    """Runs trials over an executor until ``n_trials``, a budget, repeated failures, an error or an interrupt
+    stops it."""
 
     def __init__(
         self,
@@ -128,6 +201,7 @@ class Coordinator:
         n_trials: int | None = None,
         account: BudgetAccount | None = None,
         callbacks: Sequence[Callback] = (),
+        max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES,
     ) -> None:
         self.study = study
         self.evaluator = evaluator
@@ -135,6 +209,7 @@ class Coordinator:
         self.n_trials = n_trials
         self.account = account or BudgetAccount(None)
         self.callbacks = list(callbacks)
+        self.streak = FailureStreak(max_consecutive_failures)
         self._in_flight: dict[Future[Evaluation], Trial] = {}
         self._finishing: list[tuple[Trial, Future[Evaluation]]] = []  # evaluated, not yet recorded
         self._started = 0
@@ -164,6 +239,8 @@ class Coordinator:
                     except Exception as exc:
                         failure = failure or exc
                         reason = StopReason.ERROR
+                if self.streak.tripped and reason is not StopReason.ERROR:
+                    reason = StopReason.REPEATED_FAILURE  # start nothing more; the running trials finish
         except BaseException:
             self._interrupt()
             raise
@@ -171,6 +248,8 @@ class Coordinator:
         if failure is not None:
             raise failure
         assert reason is not None
+        if reason is StopReason.REPEATED_FAILURE:
+            return RunSummary(self._ran, reason, self.streak.error())
         return RunSummary(self._ran, reason)
 
     def _fill(self, reason: StopReason | None) -> StopReason | None:
@@ -201,6 +280,7 @@ class Coordinator:
     def _finish(self, trial: Trial, future: Future[Evaluation]) -> None:
         finished = record(self.study, trial, future)  # RECORD
         self._ran += 1
+        self.streak.add(finished)
         for callback in self.callbacks:
             callback(self.study, finished)
 

@@ -511,49 +511,93 @@ class Space(Mapping[str, Param]):
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any]) -> Space:
-        """Build a space from its job-file form; errors name the key: ``space.lr.low: ...``."""
+        """Build a space from its job-file form; errors name the key: ``space.lr.low: ...``.
+
+        Raises:
+            SpaceError: every faulty parameter, one problem each, joined by ``"; "``.
+        """
+        read = SpaceTable.read(table)
+        if read.problems:
+            raise SpaceError("; ".join(read.problems))
+        return cls(read.params)
+
+
+@dataclass(frozen=True)
+class SpaceTable:
+    """A job file's ``[space]`` table read as far as it goes, so that one check reports every mistake.
+
+    Attributes:
+        names: every parameter the table declares, valid or not: a command placeholder or an enqueued
+            value naming a faulty parameter is that parameter's mistake, not a second one.
+        params: the parameters whose definitions are valid, in declaration order.
+        problems: one line per faulty key (``space.lr.low: ...``); empty when the table is a space.
+    """
+
+    names: tuple[str, ...]
+    params: dict[str, Param]
+    problems: tuple[str, ...]
+
+    @classmethod
+    def read(cls, table: object) -> SpaceTable:
         if not isinstance(table, Mapping) or not table:
-            raise SpaceError(
-                'space: expected a table of parameters, e.g. lr = { type = "float", low = 1e-5, high = 0.1 }'
-            )
+            expected = 'space: expected a table of parameters, e.g. lr = { type = "float", low = 1e-5, high = 0.1 }'
+            return cls((), {}, (expected,))
         params: dict[str, Param] = {}
+        problems = []
         for name, entry in table.items():
             where = f"space.{name}" if _NAME_PATTERN.match(name) else f"space.{json.dumps(name)}"
             try:
                 _check_name(name)
             except SpaceError as exc:
-                raise SpaceError(f"{where}: {exc}") from None
-            params[name] = _param_from_dict(where, entry)
-        return cls(params)
+                problems.append(f"{where}: {exc}")
+                continue
+            param = _read_param(where, entry)
+            if isinstance(param, list):
+                problems += param
+            else:
+                params[name] = param
+        return cls(tuple(table), params, tuple(problems))
+
+    @property
+    def space(self) -> Space | None:
+        """The space, when every parameter is valid."""
+        return None if self.problems else Space(self.params)
 
 
-def _param_from_dict(where: str, entry: object) -> Param:
-    kinds = ", ".join(f'"{k}"' for k in PARAM_TYPES)
+def _read_param(where: str, entry: object) -> Param | list[str]:
+    """The parameter ``entry`` defines, or every problem of it, each naming its key (``space.lr.low: ...``)."""
     if not isinstance(entry, Mapping):
-        raise SpaceError(f'{where}: expected a table such as {{ type = "float", low = 0, high = 1 }}')
+        return [f'{where}: expected a table such as {{ type = "float", low = 0, high = 1 }}']
     kind = entry.get("type")
     if not isinstance(kind, str) or kind not in PARAM_TYPES:
-        raise SpaceError(f"{where}.type: expected one of {kinds}, got {_show(kind)}")
+        kinds = ", ".join(f'"{k}"' for k in PARAM_TYPES)
+        return [f"{where}.type: expected one of {kinds}, got {_show(kind)}"]
     cls: type[Param] = PARAM_TYPES.get(kind).meta["cls"]
     allowed = [f.name for f in fields(cls)]
     rest = {k: v for k, v in entry.items() if k != "type"}
-    for key in rest:
-        if key not in allowed:
-            raise SpaceError(f"{where}.{key}: unknown key for a {kind} parameter (allowed: {', '.join(allowed)})")
-    for f in fields(cls):
-        if f.default is MISSING and f.name not in rest:
-            raise SpaceError(f"{where}.{f.name}: missing required key for a {kind} parameter")
+    problems = [
+        f"{where}.{key}: unknown key for a {kind} parameter (allowed: {', '.join(allowed)})"
+        for key in rest
+        if key not in allowed
+    ]
+    problems += [
+        f"{where}.{f.name}: missing required key for a {kind} parameter"
+        for f in fields(cls)
+        if f.default is MISSING and f.name not in rest
+    ]
     if "log" in rest and not isinstance(rest["log"], bool):
-        raise SpaceError(f"{where}.log: expected true or false, got {_show(rest['log'])}")
+        problems.append(f"{where}.log: expected true or false, got {_show(rest['log'])}")
     for key in ("low", "high"):
         if key in rest and not _is_number(rest[key]):
-            raise SpaceError(f"{where}.{key}: expected a number, got {_show(rest[key])}")
-        if key in rest and issubclass(cls, Int) and not isinstance(rest[key], int):
-            raise SpaceError(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
+            problems.append(f"{where}.{key}: expected a number, got {_show(rest[key])}")
+        elif key in rest and issubclass(cls, Int) and not isinstance(rest[key], int):
+            problems.append(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
     for key in ("step", "max_length"):
         if key in rest and (not isinstance(rest[key], int) or isinstance(rest[key], bool)):
-            raise SpaceError(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
+            problems.append(f"{where}.{key}: expected an integer, got {_show(rest[key])}")
+    if problems:
+        return problems
     try:
         return cls(**rest)
     except SpaceError as exc:
-        raise SpaceError(f"{where}: {exc.detail}") from None
+        return [f"{where}: {exc.detail}"]

@@ -22,10 +22,12 @@ import numpy as np
 from agent.budget import Budget, BudgetAccount
 from agent.cache import TrialCache
 from agent.config import SearchConfig, StudyConfig
+from agent.display import space_changes, trial_line
 from agent.errors import BudgetExhausted
 from agent.executors import Executor, make_executor
 from agent.llm import LLMClient, ModelSpec
-from agent.loop import Callback, Coordinator, RunSummary
+from agent.logs import TRIAL_LOGGER
+from agent.loop import MAX_CONSECUTIVE_FAILURES, Callback, Coordinator, RunSummary
 from agent.proposers import PROPOSERS, Proposer, ProposerContext, RandomProposer, StudyView, make_proposer, uses_model
 from agent.proposers.base import Direction
 from agent.secrets import redact, redact_data
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from agent.storage.base import Clash
 
 log = logging.getLogger(__name__)
+trial_log = logging.getLogger(TRIAL_LOGGER)
 
 DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
 #: Reservations tried before a proposal is stored even though a concurrent trial came close to it.
@@ -192,6 +195,7 @@ class Study:
         requeue_interrupted: bool = False,
         executor: str | Executor | None = None,
         prefetch: bool | None = None,
+        max_consecutive_failures: int | None = MAX_CONSECUTIVE_FAILURES,
     ) -> RunSummary:
         """Run the loop until ``n_trials`` trials ran in this call or the budget is spent.
 
@@ -211,8 +215,13 @@ class Study:
             prefetch: prepare the next proposal while trials run, so a model's latency overlaps evaluation.
                 By default on with several workers or a model; off for a sequential model-free run, where
                 the next proposal is better made once the running trial's result is known.
+            max_consecutive_failures: stop when this many trials of this call fail in a row with the same
+                error before any of its trials completes (a typo in the objective, a missing package); None
+                never stops for that.
 
         Raises:
+            RepeatedFailure: ``max_consecutive_failures`` trials failed with the same error (its ``cause``);
+                no further trial was started, the running ones finished and are kept.
             KeyboardInterrupt: after every running trial of this call was marked interrupted and every
                 process it started was killed.
         """
@@ -231,7 +240,8 @@ class Study:
         self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
         self._set_run_budget(budget)
         try:
-            summary = Coordinator(self, evaluator, runner, n_trials, self._run, callbacks).run()
+            coordinator = Coordinator(self, evaluator, runner, n_trials, self._run, callbacks, max_consecutive_failures)
+            summary = coordinator.run()
         except BaseException:
             # An interrupted run does not wait for a proposal still being prepared; that proposal keeps the
             # run's budget until it is done, so a model call it makes is still checked.
@@ -247,6 +257,8 @@ class Study:
         if prepared is not None:
             wait([prepared])
         self._set_run_budget(None)  # an ask() after the run is not held to this run's budget
+        if summary.repeated_failure is not None:
+            raise summary.repeated_failure
         return summary
 
     def _set_run_budget(self, budget: Budget | None) -> None:
@@ -413,6 +425,9 @@ class Study:
 
         A value that is not a finite number (NaN, inf, a string, a dict without the target) marks the
         trial failed with the reason, instead of raising: one bad evaluation must not end a study.
+
+        The recorded trial is logged at INFO on the ``agent.trials`` logger, one line
+        (:func:`agent.display.trial_line`); an interrupted one is not, since the run says why it stopped.
         """
         number = trial if isinstance(trial, int) else trial.number
         state = TrialState(state)
@@ -427,8 +442,7 @@ class Study:
         if state is TrialState.COMPLETE:
             try:
                 result, metrics = read_outcome(value, self.metric)
-            except ObjectiveOutputError as exc:
-                log.warning("trial %d failed: %s", number, exc)
+            except ObjectiveOutputError as exc:  # said in the trial's line below
                 state, error = TrialState.FAILED, str(exc)
         elif state is TrialState.RUNNING:
             raise ValueError("tell needs a finished state: complete, failed or pruned")
@@ -436,6 +450,8 @@ class Study:
             self.id, number, state, result, metrics, error, feedback, interrupted=interrupted
         )
         self._cache.put(finished)
+        if not finished.interrupted:
+            trial_log.info("%s", trial_line(finished))
         return finished
 
     def enqueue(self, params: Mapping[str, ParamValue], once: bool = False) -> bool:
@@ -515,6 +531,12 @@ class Study:
         """Every trial, by number (fetching only what changed since the last look)."""
         self._cache.refresh()
         return self._cache.trials
+
+    @property
+    def queued(self) -> int:
+        """Enqueued points still waiting for a trial (they run before any proposal)."""
+        self._cache.refresh()
+        return self._cache.queued
 
     @property
     def budgeted_trials(self) -> int:
@@ -689,9 +711,11 @@ def study_from_config(
 
 
 def _check_same(existing: StudyRecord, space: Space, direction: str, metric: str | None) -> None:
+    """Refuse to reopen a study for another problem; the message names each difference, parameter by
+    parameter, so that a bound edited by mistake is found without comparing two job files."""
     differences = []
-    if Space.from_dict(existing.space) != space:
-        differences.append("space")
+    if changes := space_changes(Space.from_dict(existing.space), space):
+        differences.append(f"space ({'; '.join(changes)})")
     if existing.direction != direction:
         differences.append(f"direction (stored: {existing.direction})")
     if existing.metric != metric:

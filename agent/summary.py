@@ -29,6 +29,7 @@ def summarize(study: Study) -> dict[str, Any]:
             "value": incumbent.value,
             "params": dict(incumbent.params),
             "metrics": dict(incumbent.metrics),
+            "proposer": incumbent.proposer,
         }
     spend = study.spend()
     return {

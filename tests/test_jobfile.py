@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.budget import Budget
 from agent.config import StudyConfig
 from agent.errors import TunesmithError
 from agent.jobfile import Job, JobFileError, load_job
@@ -87,7 +88,18 @@ def test_a_valid_job_loads(tmp_path: Path) -> None:
     assert isinstance(evaluator, CommandEvaluator)
     assert evaluator.timeout_s == 120.0
     assert evaluator.cwd == str(tmp_path.resolve())
+    assert evaluator.metric == "loss"
     assert not (tmp_path / "demo.db").exists(), "loading a job file must not create its storage"
+
+
+def test_the_default_storage_is_next_to_the_job_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like a relative storage URL, and unlike ./tunesmith.db of whatever folder tunesmith is started from.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    job = load_job(write_job(tmp_path, job_text(study='name = "demo"\n')))
+    assert job.storage_url == f"sqlite:///{tmp_path.resolve() / 'tunesmith.db'}"
+    assert job.study.storage == job.storage_url
 
 
 def test_a_function_objective_is_imported_from_the_job_folder(tmp_path: Path) -> None:
@@ -276,7 +288,7 @@ BROKEN = [
         job_text(objective=f'command = [{PY}, "train.py", "--lr", "{{lr}}", "--m", "{{momentum:.2f}}"]\n'),
         [
             "objective.command[5]: placeholder {momentum} is not a parameter "
-            "(known: lr, depth, opt, trial_number, params_file)"
+            "(known: lr, depth, opt, trial_number, params_file, python)"
         ],
     ),
     (
@@ -425,11 +437,19 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("text", "expected"), [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
-def test_broken_job_file(tmp_path: Path, text: str, expected: list[str]) -> None:
+def test_broken_job_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, expected: list[str]) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")  # the hosted model of a case is ready: only its mistake counts
     path = write_job(tmp_path, text)
     folder = str(tmp_path.resolve())
     assert problems_of(path) == [line.replace("{folder}", folder) for line in expected]
     assert not list(tmp_path.glob("*.db*")), "a refused job file must not create its storage"
+
+
+def test_a_caller_that_limits_the_run_may_load_a_job_without_a_budget(tmp_path: Path) -> None:
+    path = write_job(tmp_path, job_text(budget=None))
+    assert problems_of(path) == ["budget: set trials or wall_time (or both), e.g. trials = 40"]
+    job = load_job(path, require_budget=False)
+    assert job.budget == Budget() and job.config.budget.to_budget() is None
 
 
 def test_program_not_found(tmp_path: Path) -> None:
@@ -502,11 +522,137 @@ def test_timeout_durations(tmp_path: Path, text: str | int, seconds: float) -> N
 
 
 def test_a_bad_parameter_name_names_its_space_key(tmp_path: Path) -> None:
-    path = write_job(tmp_path, job_text(space='"a b" = { type = "float", low = 0, high = 1 }\n', objective=COMMAND_LR))
+    objective = f'command = [{PY}, "train.py", "{{a b}}"]\n'  # declared, if badly: not a second mistake
+    path = write_job(tmp_path, job_text(space='"a b" = { type = "float", low = 0, high = 1 }\n', objective=objective))
     problems = problems_of(path)
     # Today: "parameter name 'a b' is not valid: ..." without the TOML path space."a b".
     assert len(problems) == 1 and problems[0].startswith("space."), problems
     assert "'a b'" in problems[0] or '"a b"' in problems[0]
+
+
+# One pass finds every mistake ------------------------------------------------------------------------------
+ELEVEN_MISTAKES = f"""\
+[study]
+name = "demo"
+direction = "up"
+nmae = "typo"
+
+[space]
+lr = {{ type = "integer", low = 1, high = 5 }}
+drop = {{ type = "float", low = 0.5, high = 0.1 }}
+depth = {{ type = "int", low = 1, high = 8 }}
+
+[objective]
+command = [{PY}, "train.py", "--lr", "{{lr}}", "--rate", "{{learning_rate}}", "--depth", "{{depth}}"]
+metric = "loss"
+timeout = "soon"
+
+[proposer]
+kind = "auto"
+tempreature = 0.5
+MODEL
+
+[budget]
+trials = 0
+
+[extras]
+colour = "red"
+
+[[enqueue]]
+lr = 30
+drop = 0.3
+depth = 9
+mom = 0.9
+"""
+
+ELEVEN = [
+    ("extras", "unknown section"),
+    ("study.direction", "Input should be 'minimize' or 'maximize', got 'up'"),
+    ("study.nmae", "unknown key"),
+    ("space.lr.type", "got 'integer'"),
+    ("space.drop", "low (0.5) must be below high (0.1)"),
+    ("objective.timeout", "expected a duration"),
+    ("objective.command[5]", "placeholder {learning_rate} is not a parameter"),
+    ("proposer.tempreature", "unknown key"),
+    ("budget.trials", "greater than or equal to 1, got 0"),
+    ("enqueue[0].depth", "9 is above the maximum 8"),
+    ("enqueue[0].mom", "not a parameter of this space"),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ('model = "gpt4"', "model 'gpt4' is not understood"),
+        ('model = "gguf:no-such-model.gguf"', "model 'gguf:no-such-model.gguf': no GGUF file at "),
+        ('model = "openai:gpt-4o-mini"', "needs an API key: set the environment variable OPENAI_API_KEY"),
+    ],
+    ids=["unknown model", "gguf file missing", "openai key missing"],
+)
+def test_every_mistake_is_reported_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, problem: str
+) -> None:
+    # A faulty parameter used to stop the check: the command and [[enqueue]] were not looked at, and the
+    # model only failed minutes into the study. The placeholder {lr} and the enqueued lr and drop belong to
+    # faulty parameters: their mistakes are reported once, under [space].
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    problems = problems_of(write_job(tmp_path, ELEVEN_MISTAKES.replace("MODEL", model)))
+    expected = [*ELEVEN, ("proposer.model", problem)]
+    for key, fragment in expected:
+        assert any(line.startswith(f"{key}: ") and fragment in line for line in problems), (key, problems)
+    assert len(problems) == len(expected), problems
+
+
+def test_every_faulty_parameter_is_reported(tmp_path: Path) -> None:
+    space = (
+        'lr = { type = "float", low = 0, hihg = 1 }\n'
+        'depth = { type = "int", low = 1.5, high = 8 }\n'
+        'opt = { type = "categorical", choices = [] }\n'
+    )
+    objective = f'command = [{PY}, "train.py", "{{lr}}", "{{depth}}", "{{opt}}"]\n'
+    assert problems_of(write_job(tmp_path, job_text(space=space, objective=objective))) == [
+        "space.lr.hihg: unknown key for a float parameter (allowed: low, high, log)",
+        "space.lr.high: missing required key for a float parameter",
+        "space.depth.low: expected an integer, got 1.5",
+        "space.opt: choices must not be empty",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("proposer", "env", "expected"),
+    [
+        ('kind = "auto"\nmodel = "openai:gpt-4o-mini"', {"OPENAI_API_KEY": "sk-x"}, []),
+        (
+            'kind = "llm"\nmodel = "openai:gpt-4o-mini"\napi_key_env = "TS_TEST_KEY"',
+            {"OPENAI_API_KEY": "sk-x"},
+            ["proposer.model: model 'openai:gpt-4o-mini' needs an API key: set the environment variable TS_TEST_KEY"],
+        ),
+        ('kind = "llm"\nmodel = "openai:gpt-4o-mini"\napi_key_env = "TS_TEST_KEY"', {"TS_TEST_KEY": "sk-x"}, []),
+        ('kind = "auto"\nmodel = "http://127.0.0.1:9/v1#qwen"', {}, []),
+        (
+            'kind = "auto"\nmodel = "http://127.0.0.1:9/v1#qwen"\napi_key_env = "TS_TEST_KEY"',
+            {},
+            [
+                "proposer.model: api_key_env names TS_TEST_KEY, which is not set: set it to the API key of "
+                "http://127.0.0.1:9/v1, or remove api_key_env if that server checks no key"
+            ],
+        ),
+        ('kind = "random"\nmodel = "openai:gpt-4o-mini"', {}, []),  # a random search never calls the model
+    ],
+    ids=["openai key set", "api_key_env unset", "api_key_env set", "http without a key", "http key unset", "random"],
+)
+def test_the_model_must_be_ready_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proposer: str, env: dict[str, str], expected: list[str]
+) -> None:
+    for name in ("OPENAI_API_KEY", "TS_TEST_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    path = write_job(tmp_path, job_text(f"[proposer]\n{proposer}\n"))
+    if expected:
+        assert problems_of(path) == expected
+    else:
+        assert load_job(path).config.search.model is not None
 
 
 # Broken spaces through the Python API ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ from agent import (
     ConfigError,
     Float,
     Int,
+    RepeatedFailure,
     Space,
     StopReason,
     Study,
@@ -33,10 +34,11 @@ from agent import (
     open_storage,
 )
 from agent.executors import InlineExecutor
-from agent.loop import run_trial
+from agent.loop import Coordinator, run_trial
 from agent.proposers import StudyView
 from agent.space import ParamValue
 from agent.trial import Proposal, Trial
+from tools.command import CommandEvaluator
 from tools.evaluation import Evaluation
 from tools.function import FunctionEvaluator
 
@@ -302,3 +304,83 @@ def test_no_trial_starts_after_the_wall_time_ran_out_while_proposing(url: str) -
     summary = study.optimize(lambda p: float(p["x"]), budget=Budget(wall_time=0.5), prefetch=False)
     assert summary.stopped_because is StopReason.WALL_TIME
     assert summary.trials_run == len(study.trials) == 1  # 0.3 s to propose the first, 0.6 s for the second
+
+
+# Repeated identical failures ------------------------------------------------------------------------------
+def broken_objective(params: Mapping[str, ParamValue]) -> float:
+    return undefined_name + float(params["x"])  # type: ignore[name-defined]  # noqa: F821  # the typo under test
+
+
+def test_a_typo_in_the_objective_stops_the_run_after_five_identical_failures(url: str) -> None:
+    study = create_study("typo", SPACE, storage=url, proposer="random", seed=0)
+    with pytest.raises(RepeatedFailure) as caught:
+        study.optimize(broken_objective, n_trials=20)
+    error = caught.value
+    assert isinstance(error, TunesmithError) and isinstance(error, RuntimeError)
+    assert (error.count, error.cause) == (5, "NameError: name 'undefined_name' is not defined")
+    message = str(error)
+    assert message.startswith(
+        "the first 5 trials of this run all failed with the same error: NameError: name 'undefined_name' is not "
+        "defined; fix the objective (the trials are kept) or pass max_consecutive_failures=None to go on"
+    )
+    assert "return undefined_name + float" in message  # the traceback's tail: where the typo is
+    trials = study.trials
+    assert len(trials) == 5 and all(t.state is TrialState.FAILED for t in trials)
+    assert study.ask().number == 5  # the run ended cleanly: ask() is free of its budget again
+
+
+def test_a_command_missing_a_module_stops_the_run_with_the_import_error(url: str) -> None:
+    study = create_study("cmd", SPACE, storage=url, proposer="random", seed=0)
+    evaluator = CommandEvaluator([sys.executable, "-c", "import nonexistent_module", "{x}"])
+    with pytest.raises(RepeatedFailure) as caught:
+        study.optimize(evaluator, n_trials=12)
+    assert caught.value.count == 5 and len(study.trials) == 5
+    assert caught.value.cause == (
+        "the command exited with status 1: ModuleNotFoundError: No module named 'nonexistent_module'"
+    )
+
+
+def test_the_coordinator_reports_a_repeated_failure_as_its_stop_reason(url: str) -> None:
+    study = create_study("coord", SPACE, storage=url, proposer="random", seed=0)
+    summary = Coordinator(study, FunctionEvaluator(broken_objective), InlineExecutor(), n_trials=9).run()
+    assert summary.stopped_because is StopReason.REPEATED_FAILURE and summary.trials_run == 5
+    assert summary.repeated_failure is not None and summary.repeated_failure.count == 5
+
+
+def test_running_trials_finish_after_a_repeated_failure_stops_the_run(url: str) -> None:
+    def slow_typo(params: Mapping[str, ParamValue]) -> float:
+        time.sleep(0.05)
+        return broken_objective(params)
+
+    study = create_study("par-typo", SPACE, storage=url, proposer="random", seed=0)
+    with pytest.raises(RepeatedFailure, match="NameError"):
+        study.optimize(slow_typo, n_trials=30, workers=3)
+    trials = study.trials
+    # Slots freed by the fifth failure may have been refilled before it was recorded; those trials finish too.
+    assert 5 <= len(trials) <= 5 + 2 * 3 and all(t.state is TrialState.FAILED and not t.interrupted for t in trials)
+
+
+def test_failures_with_different_errors_do_not_stop_the_run(url: str) -> None:
+    def alternating(params: Mapping[str, ParamValue], trial: Trial) -> float:
+        raise (ValueError if trial.number % 2 else KeyError)("no luck")
+
+    study = create_study("alt", SPACE, storage=url, proposer="random", seed=0)
+    assert study.optimize(alternating, n_trials=8).trials_run == 8
+    assert all(t.state is TrialState.FAILED for t in study.trials)
+
+
+def test_max_consecutive_failures_none_runs_the_whole_budget(url: str) -> None:
+    study = create_study("none", SPACE, storage=url, proposer="random", seed=0)
+    summary = study.optimize(broken_objective, n_trials=7, max_consecutive_failures=None)
+    assert summary.stopped_because is StopReason.N_TRIALS and summary.trials_run == 7
+    with pytest.raises(ValueError, match="max_consecutive_failures must be a positive integer or None, got 0"):
+        study.optimize(broken_objective, n_trials=1, max_consecutive_failures=0)
+
+
+def test_a_trial_that_completed_earlier_in_the_run_keeps_it_going(url: str) -> None:
+    def works_once(params: Mapping[str, ParamValue], trial: Trial) -> float:
+        return float(params["x"]) if trial.number == 0 else broken_objective(params)
+
+    study = create_study("once", SPACE, storage=url, proposer="random", seed=0)
+    assert study.optimize(works_once, n_trials=9).trials_run == 9
+    assert [t.state for t in study.trials].count(TrialState.FAILED) == 8

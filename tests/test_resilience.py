@@ -227,10 +227,10 @@ def test_runs_started_together_evaluate_each_enqueued_point_once(tmp_path: Path)
 
 KILLED_AFTER_ENQUEUEING = """
 import os, signal
-from agent.cli import _study_for
+from agent.cli.run import open_job_study
 from agent.jobfile import load_job
 
-_study_for(load_job("job.toml"))  # what `tunesmith run` does first: open the study, enqueue the job's points
+open_job_study(load_job("job.toml"))  # what `tunesmith run` does first: open the study, enqueue the job's points
 os.kill(os.getpid(), signal.SIGKILL)
 """
 

@@ -20,6 +20,7 @@ from agent.space import (
     InvalidCandidate,
     Space,
     SpaceError,
+    SpaceTable,
     Text,
     register_param_type,
 )
@@ -177,6 +178,35 @@ def test_an_unknown_type_lists_the_registered_ones(percent: type[Percent]) -> No
         Space.from_dict({"x": {"type": "double"}})
     assert str(info.value) == (
         'space.x.type: expected one of "float", "int", "categorical", "text", "code", "percent", got \'double\''
+    )
+
+
+def test_a_table_is_read_past_its_faulty_parameters() -> None:
+    # A job check reports every faulty parameter at once, and still knows the names of all of them.
+    table = {
+        "lr": {"type": "integer", "low": 1, "high": 5},
+        "drop": {"type": "float", "low": "0.1", "hihg": 0.5},
+        "depth": {"type": "int", "low": 1, "high": 8},
+        "a b": {"type": "float", "low": 0, "high": 1},
+    }
+    read = SpaceTable.read(table)
+    assert read.names == ("lr", "drop", "depth", "a b")
+    assert read.params == {"depth": Int(1, 8)}
+    assert read.problems == (
+        'space.lr.type: expected one of "float", "int", "categorical", "text", "code", got \'integer\'',
+        "space.drop.hihg: unknown key for a float parameter (allowed: low, high, log)",
+        "space.drop.high: missing required key for a float parameter",
+        "space.drop.low: expected a number, got '0.1'",
+        "space.\"a b\": parameter name 'a b' is not valid: use letters, digits, '_' or '-', starting with a letter "
+        "or '_'",
+    )
+    assert read.space is None
+    with pytest.raises(SpaceError) as info:
+        Space.from_dict(table)
+    assert str(info.value) == "; ".join(read.problems)
+    assert SpaceTable.read({"depth": {"type": "int", "low": 1, "high": 8}}).space == Space(depth=Int(1, 8))
+    assert SpaceTable.read({}).problems == (
+        'space: expected a table of parameters, e.g. lr = { type = "float", low = 1e-5, high = 0.1 }',
     )
 
 

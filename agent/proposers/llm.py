@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from agent.history import format_params, render_history
 from agent.llm.client import Completion, LLMError, Message
 from agent.llm.gateway import ModelBudgetExhausted
+from agent.logs import announce_if_slow
 from agent.proposers.base import Proposer, SeenPoints, StudyView
 from agent.space import ParamValue, Space
 from agent.trial import Proposal
@@ -93,6 +94,19 @@ def read_candidates(space: Space, parsed: Any) -> CandidateCheck:
         else:
             valid.append((space.validate(params), str(rationale)[:300] if rationale else None))
     return CandidateCheck(valid, problems, len(items))
+
+
+def _call_line(purpose: str, completion: Completion, checked: CandidateCheck | None) -> str:
+    """One model call for ``-v``: ``model call propose: 3 of 4 candidates valid (812+143 tokens, 3.2 s)``,
+    or why nothing in it could be used."""
+    if checked is None:
+        outcome = f"the reply is not valid JSON ({completion.parse_error})"
+    else:
+        outcome = f"{len(checked.valid)} of {checked.total} candidates valid"
+        if not checked.valid and checked.problems:
+            outcome += f": {'; '.join(checked.problems[:3])}"
+    usage = f"{completion.prompt_tokens}+{completion.completion_tokens} tokens, {completion.latency_s:.1f} s"
+    return f"model call {purpose}: {outcome} ({usage})"
 
 
 class _Refused:
@@ -224,15 +238,17 @@ class LLMProposer:
             return f"no valid candidate in the reply: {'; '.join(checked.problems[:5])}"
 
         try:
-            completion = self.gateway.complete(
-                messages, schema, purpose=purpose, temperature=self.temperature, check=check
-            )
+            with announce_if_slow(f"waiting for {self.gateway.model} to {purpose}", logger=log):
+                completion = self.gateway.complete(
+                    messages, schema, purpose=purpose, temperature=self.temperature, check=check
+                )
         except ModelBudgetExhausted as exc:
             log.debug("no model call: %s; the partner proposes", exc)
             return _REFUSED
         except LLMError as exc:
             log.warning("the model failed (%s); the partner proposer fills in", exc)
             return None
+        log.debug("%s", _call_line(purpose, completion, checked))
         return _Reply(completion.text, checked, completion.parse_error, completion.call_id)
 
     def _failed(self) -> list[Proposal]:

@@ -75,7 +75,7 @@ def upgrade_locked(conn: Connection, url: str) -> str | None:
     config = _config(conn)
     if found == LEGACY and not sa.inspect(conn).has_table("alembic_version"):
         command.stamp(config, LEGACY)
-    log.info("upgrading %s from schema %s to %s", url, found or "(empty)", HEAD)
+    log.debug("upgrading %s from schema %s to %s", url, found or "(empty)", HEAD)
     command.upgrade(config, HEAD)
     return found
 

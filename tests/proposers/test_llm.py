@@ -7,6 +7,8 @@ only by chance: malformed JSON, invalid values, copies of past points, an empty 
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -106,6 +108,35 @@ def test_a_reply_without_one_valid_candidate_is_a_failed_call_on_record(storage:
     assert repair.error is None
     spend = storage.spend(run.study_id)
     assert (spend.calls, spend.failed_calls) == (2, 1)
+
+
+def test_each_model_call_is_logged_at_debug_with_its_tokens_and_valid_candidates(
+    storage: SQLStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = ScriptedClient(
+        [
+            candidates({"x": 0.5, "n": 2, "c": "a"}, {"x": 0.2, "n": 3, "c": "b"}, {"x": 1.5, "n": 2, "c": "a"}),
+            "{not json",
+            candidates({"x": 7.0, "n": 2, "c": "a"}),
+            LLMError("server gone", attempts=2),
+        ],
+        prompt_tokens=812,
+        completion_tokens=143,
+    )
+    run = Proposing(client, storage)
+    view = StudyView(SPACE, "minimize", [], seed=0)
+    with caplog.at_level(logging.DEBUG, logger="agent.proposers.llm"):
+        run.proposer.propose(view, 1, [])  # a propose call with an invalid item, then its repair
+        run.proposer.batch_size = 1
+        run.proposer.propose(view, 2, [])  # the rest of the batch, a call with nothing valid, its repair fails
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    pattern = [
+        r"model call propose: 2 of 3 candidates valid \(812\+143 tokens, \d+\.\d s\)",
+        r"model call repair: the reply is not valid JSON \(.+\) \(812\+143 tokens, \d+\.\d s\)",
+        r"model call propose: 0 of 1 candidates valid: candidate 1: x: 7.0 is above the maximum 1.0 \(812\+143",
+    ]
+    assert len(lines) == 3 and all(re.match(p, line) for p, line in zip(pattern, lines, strict=True)), lines
+    assert "the model failed (server gone)" in caplog.text  # a call that got no reply says why, louder
 
 
 def test_malformed_json_twice_falls_back_to_the_partner_and_rests_the_model(storage: SQLStorage) -> None:

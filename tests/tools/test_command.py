@@ -14,8 +14,9 @@ import pytest
 from agent.space import Categorical, Space, SpaceError, Text
 from agent.trial import Trial
 from tests.tools.conftest import make_trial
-from tools.command import CommandEvaluator, last_json_object, placeholders
+from tools.command import CommandEvaluator, check_command, last_json_object, placeholders
 from tools.evaluation import Evaluation, read_outcome
+from tools.registry import EvaluatorContext, make_evaluator
 
 PY = sys.executable
 
@@ -158,8 +159,24 @@ def test_unknown_placeholder_fails_the_trial_not_the_study(trial: Trial) -> None
     assert evaluation.output is None
     assert evaluation.error == (
         "cannot fill command item 3 ('{missing}'): KeyError('missing'); placeholders available: "
-        "x, trial_number, params_file (write {{ and }} for literal braces)"
+        "x, trial_number, params_file, python (write {{ and }} for literal braces)"
     )
+
+
+def test_python_is_the_interpreter_running_tunesmith(tmp_path: Path, trial: Trial) -> None:
+    # ["python", ...] runs whatever `python` is first on PATH, often without the packages of this venv.
+    script = write_script(tmp_path, "which.py", 'import json, sys\nprint(json.dumps({"exe": sys.executable}))\n')
+    evaluation = CommandEvaluator(["{python}", str(script)], cwd=tmp_path).evaluate({}, trial)
+    assert evaluation.error is None, evaluation
+    assert evaluation.output == {"exe": sys.executable}
+
+
+def test_python_is_a_known_placeholder_and_program(tmp_path: Path) -> None:
+    context = EvaluatorContext(tmp_path, Space(v=Categorical(["a"])))
+    assert check_command({"command": ["{python}", "train.py", "{v}"]}, context) == []
+    assert check_command({"command": ["{pyhton}", "train.py"]}, context) == [
+        "command[0]: placeholder {pyhton} is not a parameter (known: v, trial_number, params_file, python)"
+    ]
 
 
 # Reading the result --------------------------------------------------------------------------------------
@@ -181,35 +198,87 @@ def test_metric_is_the_last_json_object_progress_and_garbage_skipped(tmp_path: P
         sys.stderr.write("a warning on stderr\\n")
         """,
     )
-    evaluation = CommandEvaluator([PY, str(script)]).evaluate({}, trial)
+    evaluation = CommandEvaluator([PY, str(script)], metric="accuracy").evaluate({}, trial)
     assert evaluation == Evaluation({"loss": 0.25, "accuracy": 0.75}, feedback="a warning on stderr\n")
     assert read_outcome(evaluation.output, "accuracy") == (0.75, {"loss": 0.25, "accuracy": 0.75})
 
 
+def test_a_result_may_carry_step_and_epoch(tmp_path: Path, trial: Trial) -> None:
+    # A "step" key used to mark a progress line, so this result was read as "no JSON object".
+    script = write_script(
+        tmp_path,
+        "steps.py",
+        """
+        import json
+        for step in (10, 20):
+            print(json.dumps({"step": step, "epoch": step // 10, "loss": 1 / step}))
+        print(json.dumps({"step": 100, "epoch": 3, "accuracy": 0.91}))
+        """,
+    )
+    evaluation = CommandEvaluator([PY, str(script)], metric="accuracy").evaluate({}, trial)
+    assert evaluation == Evaluation({"step": 100, "epoch": 3, "accuracy": 0.91})
+    assert read_outcome(evaluation.output, "accuracy")[0] == 0.91
+
+
+def test_progress_after_the_result_does_not_hide_it(tmp_path: Path, trial: Trial) -> None:
+    script = write_script(
+        tmp_path,
+        "late_progress.py",
+        """
+        import json
+        print(json.dumps({"step": 1, "accuracy": 0.5}))
+        print(json.dumps({"step": 2, "accuracy": 0.8}))
+        print(json.dumps({"event": "checkpoint saved", "step": 2}))
+        """,
+    )
+    evaluation = CommandEvaluator([PY, str(script)], metric="accuracy").evaluate({}, trial)
+    assert evaluation.output == {"step": 2, "accuracy": 0.8}
+
+
+def test_the_metric_comes_from_the_job_through_the_evaluator_context(tmp_path: Path) -> None:
+    evaluator = make_evaluator("command", {"command": [PY, "x.py"]}, EvaluatorContext(tmp_path, metric="loss"))
+    assert isinstance(evaluator, CommandEvaluator)
+    assert (evaluator.metric, evaluator.cwd) == ("loss", str(tmp_path))
+
+
 def test_last_json_object_unit() -> None:
-    assert last_json_object('{"a": 1}\n  {"b": 2}  \n{"step": 3}\nnoise\n') == {"b": 2}
-    assert last_json_object('{"step": 1, "value": 2}\n') is None
+    stdout = '{"a": 1}\n  {"b": 2}  \n{"step": 3}\nnoise\n'
+    assert last_json_object(stdout) == {"step": 3}
+    assert last_json_object(stdout, "b") == {"b": 2}
+    assert last_json_object(stdout, "c") is None
     assert last_json_object("") is None
     assert last_json_object('["a"]\n{"a": 1') is None
 
 
-def test_no_json_object_is_a_failed_evaluation_with_help(tmp_path: Path, trial: Trial) -> None:
+def test_no_json_object_with_the_metric_names_what_was_printed(tmp_path: Path, trial: Trial) -> None:
     script = write_script(
         tmp_path,
         "silent.py",
         """
         import json
         print("trained, accuracy was 0.9")
-        print(json.dumps({"step": 10, "value": 0.9}))
+        print(json.dumps({"step": 10, "epoch": 1, "loss": 0.9}))
         """,
     )
-    evaluation = CommandEvaluator([PY, str(script)]).evaluate({}, trial)
+    evaluation = CommandEvaluator([PY, str(script)], metric="accuracy").evaluate({}, trial)
     assert evaluation.output is None
     assert evaluation.error == (
-        'the command printed no JSON object on stdout; print one as its last line, e.g. {"accuracy": 0.93}'
+        'the command printed no JSON object with "accuracy" on stdout (the last one has: step, epoch, loss); '
+        'print e.g. {"accuracy": 0.93} as its last line'
     )
     assert evaluation.feedback is not None
     assert "trained, accuracy was 0.9" in evaluation.feedback
+
+
+@pytest.mark.parametrize(("metric", "example"), [("loss", '{"loss": 0.93}'), (None, '{"accuracy": 0.93}')])
+def test_no_json_object_is_a_failed_evaluation_with_help(
+    tmp_path: Path, trial: Trial, metric: str | None, example: str
+) -> None:
+    evaluation = CommandEvaluator([PY, "-c", "print('trained, loss was 0.9')"], metric=metric).evaluate({}, trial)
+    assert evaluation.output is None
+    assert (
+        evaluation.error == f"the command printed no JSON object on stdout; print one as its last line, e.g. {example}"
+    )
 
 
 def test_nonzero_exit_names_the_status_and_keeps_the_stderr_tail(tmp_path: Path, trial: Trial) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +11,12 @@ from pathlib import Path
 import pytest
 
 import agent
+from tests.cli.helpers import Result, tunesmith
 
 # Each test runs the command in a new process.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STUDY = "cli-quad"
 TRIALS = 6
 
@@ -58,32 +57,6 @@ kind = "random"
 [budget]
 trials = {TRIALS}
 """
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def tunesmith(*args: str, cwd: Path) -> Result:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-        "TERM": "dumb",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def stored_trials(db: Path) -> list[tuple[int, str, float | None, dict[str, object]]]:

@@ -21,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # each test starts the command in a new process
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 JOB = """\
 [study]

@@ -1,0 +1,7 @@
+"""``python -m agent.cli``: the ``tunesmith`` command without its installed script."""
+
+import sys
+
+from agent.cli import main
+
+sys.exit(main())

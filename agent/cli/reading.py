@@ -1,0 +1,123 @@
+"""The commands that read a study and change nothing: ``status``, ``best``, ``trials``, ``show``.
+
+Each takes what a user has at hand (a job file, a storage URL or path, or a study name with ``--storage``;
+see :mod:`agent.cli.targets`), never creates a database, and has a ``--json`` form for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
+from agent.cli.targets import open_storage_of, open_study, resolve
+from agent.cli.views import (
+    call_record,
+    print_json,
+    print_studies,
+    print_summary,
+    print_trial,
+    print_trials,
+    producing_call,
+    trial_record,
+)
+
+_TARGET_HELP = "a job file, a storage (URL or database path), or a study name"
+_STORAGE_HELP = "database URL or path, for a study name (default: sqlite:///tunesmith.db here)"
+
+
+def register(commands: Any) -> None:
+    status = commands.add_parser("status", help="the studies of a storage, or one study in detail")
+    status.add_argument("target", nargs="?", metavar="TARGET", help=_TARGET_HELP + " (all studies when left out)")
+    _common(status)
+    status.set_defaults(handler=status_command)
+
+    best = commands.add_parser("best", help="the best trial of a study, as JSON")
+    best.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    best.add_argument("--storage", default=None, metavar="URL", help=_STORAGE_HELP)
+    best.set_defaults(handler=best_command)
+
+    trials = commands.add_parser("trials", help="a study's trials, one row each")
+    trials.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    trials.add_argument("--failed", action="store_true", help="only the failed trials, with their causes")
+    _common(trials)
+    trials.set_defaults(handler=trials_command)
+
+    show = commands.add_parser(
+        "show", help="one trial in full: parameters, metrics, error and output, rationale, the model's prompt and reply"
+    )
+    show.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    show.add_argument("number", type=int, metavar="NUMBER", help="the trial's number")
+    _common(show)
+    show.set_defaults(handler=show_command)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=None, metavar="URL", help=_STORAGE_HELP)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from agent.study import Study
+    from agent.summary import summarize
+
+    target = resolve(args.target, args.storage)
+    if target.name is not None:
+        study = open_study(target)
+        if args.json:
+            print_json(summarize(study))
+        else:
+            print_summary(study, None)
+        return EXIT_OK
+    storage = open_storage_of(target)
+    summaries = [summarize(Study(storage, record)) for record in storage.list_studies()]
+    if args.json:
+        print_json(summaries)
+    elif not summaries:
+        console().print("No studies yet. Start one with: tunesmith run JOB.toml")
+    else:
+        print_studies(summaries)
+    return EXIT_OK
+
+
+def best_command(args: argparse.Namespace) -> int:
+    study = open_study(resolve(args.target, args.storage))
+    try:
+        best = study.best_trial
+    except ValueError as exc:
+        fail(str(exc), EXIT_ERROR)
+    record = trial_record(best)
+    print_json(
+        {
+            "study": study.name,
+            **{key: record[key] for key in ("number", "value", "params", "metrics", "proposer", "rationale")},
+        }
+    )
+    return EXIT_OK
+
+
+def trials_command(args: argparse.Namespace) -> int:
+    study = open_study(resolve(args.target, args.storage))
+    chosen = [t for t in study.trials if t.error and not t.interrupted] if args.failed else study.trials
+    if args.json:
+        print_json([trial_record(t) for t in chosen])
+    elif not chosen:
+        console().print(f"{study.name}: no {'failed ' if args.failed else ''}trials.", markup=False)
+    else:
+        print_trials(study, chosen)
+    return EXIT_OK
+
+
+def show_command(args: argparse.Namespace) -> int:
+    study = open_study(resolve(args.target, args.storage))
+    trial = next((t for t in study.trials if t.number == args.number), None)
+    if trial is None:
+        count = len(study.trials)
+        known = f"its trials are numbered 0 to {count - 1}" if count else "it has no trials yet"
+        fail(f"study {study.name!r} has no trial {args.number} ({known})")
+    call = producing_call(study, trial)
+    if args.json:
+        print_json({**trial_record(trial), "model_call": None if call is None else call_record(call)})
+    else:
+        print_trial(study, trial, call)
+    return EXIT_OK
