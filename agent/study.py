@@ -41,6 +41,7 @@ from agent.storage import (
     StorageError,
     StudyExists,
     StudyRecord,
+    TrialBudgetReached,
     open_storage,
 )
 from agent.trial import Proposal, Trial, TrialState
@@ -295,6 +296,9 @@ class Study:
             if self._cache.queued:
                 trial = self._storage.start_trial(self.id, worker_id, None, max_trials)
             if trial is None:
+                if max_trials is not None and self._cache.budgeted() >= max_trials:
+                    # Known spent: a proposal (a model call of seconds) would only be refused by the storage.
+                    raise TrialBudgetReached(max_trials)
                 trial = self._reserve_proposal(worker_id, max_trials)
             self._cache.put(trial)
             budget_left = max_trials is None or self._cache.budgeted() < max_trials

@@ -45,6 +45,7 @@ def trial_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if re.search(r"\btrial \d+ complete ", line)]
 
 
+@pytest.mark.slow  # a new Python process
 def test_a_script_that_never_configures_logging_sees_each_trial(tmp_path: Path) -> None:
     lines = trial_lines(run_script(tmp_path))
     assert len(lines) == 3
@@ -52,12 +53,14 @@ def test_a_script_that_never_configures_logging_sees_each_trial(tmp_path: Path) 
     assert "] trial 0 complete  " in lines[0] and "(random, " in lines[0] and "x=" in lines[0]
 
 
+@pytest.mark.slow  # a new Python process
 def test_a_script_that_configures_logging_sees_each_trial_once(tmp_path: Path) -> None:
     stderr = run_script(tmp_path, 'logging.basicConfig(level=logging.INFO, format="%(name)s|%(message)s")')
     lines = trial_lines(stderr)
     assert len(lines) == 3 and all(line.startswith("agent.trials|trial ") for line in lines), stderr
 
 
+@pytest.mark.slow  # a new Python process
 def test_set_verbosity_warning_silences_the_trial_lines(tmp_path: Path) -> None:
     stderr = run_script(tmp_path, "import agent; agent.set_verbosity(logging.WARNING)")
     assert trial_lines(stderr) == [], stderr

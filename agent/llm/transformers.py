@@ -82,7 +82,7 @@ def default_cache_dir() -> Path:
     return base / "tunesmith"
 
 
-def _require(module: str, pip_command: str, why: str) -> None:
+def require_package(module: str, pip_command: str, why: str) -> None:
     """Raise :class:`LLMError` naming ``pip_command`` when ``module`` is not installed.
 
     Checked up front because the errors transformers raises for a missing optional package are long and do not
@@ -104,7 +104,7 @@ class _Source:
         return self.directory / self.gguf_file if self.gguf_file else self.directory
 
 
-def _resolve_spec(spec: str) -> _Source:
+def resolve_spec(spec: str) -> _Source:
     """Check the path in ``spec`` before any heavy import, so that a typo fails fast with a useful message."""
     raw = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
     if not raw.strip():
@@ -166,7 +166,7 @@ class _Loaded:
         key = json.dumps(schema, sort_keys=True) if schema is not None else ""
         if key in self._grammars:
             return self._grammars[key]
-        _require("xgrammar", PIP_XGRAMMAR, "schema-constrained decoding")
+        require_package("xgrammar", PIP_XGRAMMAR, "schema-constrained decoding")
         import xgrammar as xgr
 
         if self._compiler is None:
@@ -229,11 +229,11 @@ def _bitmask_backend(device_type: str) -> _Backend:
 
 def _load(source: _Source, spec: str, device: str, cache_root: Path | None, max_cache_bytes: int) -> _Loaded:
     """Load model and tokenizer from ``source`` onto ``device``; every failure becomes an :class:`LLMError`."""
-    _require("torch", "pip install torch", "running the model")
-    _require("transformers", PIP_TRANSFORMERS, "loading the model")
+    require_package("torch", "pip install torch", "running the model")
+    require_package("transformers", PIP_TRANSFORMERS, "loading the model")
     if source.gguf_file:
-        _require("gguf", PIP_TRANSFORMERS, "reading GGUF files")
-        _require("accelerate", PIP_TRANSFORMERS, "transformers 5 loads GGUF files through it")
+        require_package("gguf", PIP_TRANSFORMERS, "reading GGUF files")
+        require_package("accelerate", PIP_TRANSFORMERS, "transformers 5 loads GGUF files through it")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -393,8 +393,8 @@ class TransformersClient:
         num_threads: int | None = None,
     ) -> None:
         self.model = model if is_hf_spec(model) else PREFIX + model
-        source = _resolve_spec(self.model)
-        _require("torch", "pip install torch", "running the model")
+        source = resolve_spec(self.model)
+        require_package("torch", "pip install torch", "running the model")
         self.device = _pick_device(device)
         if num_threads is not None and num_threads < 1:
             raise LLMError(f"num_threads must be at least 1, got {num_threads}")
