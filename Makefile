@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check agent tools prompts evals tests examples
 	$(BIN)/mypy
 
-# The fast loop (under a minute on 2 cores): everything but the tests marked slow, on both cores.
+# The fast loop (about a minute on 2 cores): everything but the tests marked slow, on both cores.
 test: lint
 	$(BIN)/python -m pytest -q -m "not slow" -n 2
 

@@ -296,7 +296,8 @@ class OpenAIClient:
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
-            log.info(
+            # Each attempt is detail (shown with -v); that the model failed in the end is a warning of its own.
+            log.debug(
                 "%s: request %d failed (%s); retrying in %.2fs",
                 self._where,
                 state.attempt_number,

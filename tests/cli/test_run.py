@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -189,3 +190,16 @@ def test_verbose_shows_each_model_call(tmp_path: Path) -> None:
     assert any(m.group(3) == "llm" for m in trial_lines(result.stdout))
     quiet = tunesmith("run", "job.toml", "--more", "1", cwd=tmp_path)
     assert "model call" not in quiet.stderr, "model calls are shown with -v only"
+
+
+def test_a_model_server_that_is_down_is_a_warning_and_bo_proposes(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port on which nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_job(tmp_path, trials=3, kind="auto", proposer=f'model = "http://127.0.0.1:{port}/v1#m"')
+    result = tunesmith("run", "job.toml", cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "WARNING the model failed" in result.stderr and "Connection refused" in result.stderr
+    assert "retrying in" not in result.stderr, "each retry is detail for -v"
+    assert [m.group(3) for m in trial_lines(result.stdout)] == ["bo", "bo", "bo"]
