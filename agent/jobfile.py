@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from agent.budget import Budget
 from agent.config import Price, StudyConfig, config_problems
 from agent.errors import ConfigError, TunesmithError
-from agent.llm.spec import ModelSpec, model_problems
+from agent.llm.spec import ModelSpec, model_problems, resolve_model_path
 from agent.proposers import PROPOSERS, uses_model
 from agent.space import Space, SpaceTable
 from agent.storage import DEFAULT_STORAGE
@@ -265,6 +265,8 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
     storage = data.setdefault("storage", DEFAULT_STORAGE)
     if isinstance(storage, str):
         data["storage"] = resolve_storage(storage, path.parent)
+    if isinstance(model := data["search"].get("model"), str):  # gguf:models/m.gguf is beside the job file too
+        data["search"]["model"] = resolve_model_path(model, path.parent)
     config: StudyConfig | None = None
     setting_problems: dict[str, list[str]] = {section: [] for section in _SECTIONS}
     try:

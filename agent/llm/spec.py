@@ -73,6 +73,7 @@ def register_backend(
     free: bool = False,
     check: Callable[[str], str | None] | None = None,
     ready: Callable[[ModelSpec, str | None], str | None] | None = None,
+    path: bool = False,
     replace: bool = False,
 ) -> None:
     """Add a model backend.
@@ -86,9 +87,10 @@ def register_backend(
         check: the target's problem (None when fine), for malformed targets to be refused before anything runs.
         ready: ``ready(spec, api_key_env)`` -> what this machine lacks to start the model (a key, a file, a
             wheel) and how to get it, or None; it must not import heavy packages nor contact anything.
+        path: the target is a file or folder, so a relative one in a job file is taken from the file's folder.
     """
     BACKENDS.register(
-        name, factory, replace=replace, syntax=syntax, form=form, free=free, check_target=check, ready=ready
+        name, factory, replace=replace, syntax=syntax, form=form, free=free, check_target=check, ready=ready, path=path
     )
 
 
@@ -197,6 +199,19 @@ def model_problems(spec: ModelSpec | str, api_key_env: str | None = None) -> lis
     ready = BACKENDS.get(parsed.backend).meta.get("ready") if parsed.backend in BACKENDS else None
     problem = ready(parsed, api_key_env) if ready is not None else None
     return [problem] if problem else []
+
+
+def resolve_model_path(text: str, folder: Path) -> str:
+    """``text`` with a relative model path (``gguf:models/m.gguf``) made absolute against ``folder``, the way a
+    job file's relative storage path is; other specs, and text that is no spec (reported elsewhere), as given."""
+    try:
+        spec = ModelSpec.parse(text)
+    except ConfigError:
+        return text
+    target = Path(spec.target).expanduser()
+    if not BACKENDS.get(spec.backend).meta.get("path") or target.is_absolute():
+        return text
+    return str(ModelSpec(spec.backend, str(folder / target)))
 
 
 def make_client(spec: ModelSpec | str, storage: Storage | None = None, api_key_env: str | None = None) -> LLMClient:
@@ -326,9 +341,9 @@ def _object(options: Any, context: BackendContext) -> LLMClient:
 
 
 register_backend("local", _local, syntax="bare", form='"local"', free=True, ready=_local_ready)
-register_backend("gguf", _gguf, form='"gguf:/path/model.gguf"', free=True, ready=_gguf_ready)
+register_backend("gguf", _gguf, form='"gguf:/path/model.gguf"', free=True, ready=_gguf_ready, path=True)
 register_backend("openai", _openai, form='"openai:<model>"', ready=_openai_ready)
 register_backend("http", _http, syntax="url", form='"http://host:port/v1#<model>"', check=_check_url, ready=_http_ready)
-register_backend("hf", _hf, form='"hf:/path"', free=True, ready=_hf_ready)
+register_backend("hf", _hf, form='"hf:/path"', free=True, ready=_hf_ready, path=True)
 register_backend("replay", _replay, form='"replay:<study>"', free=True)
 register_backend("object", _object)
