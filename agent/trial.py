@@ -10,9 +10,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.space import ParamValue
+if TYPE_CHECKING:  # annotations only: reading a trial (the CLI's tables) must not import numpy and pydantic
+    from agent.space import ParamValue
 
 #: The error shown on a trial whose process died (or was stopped) while it was running.
 INTERRUPTED = "interrupted"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,11 @@ from pathlib import Path
 import pytest
 
 import agent
-from tests.cli.helpers import Result, tunesmith
+from tests.cli.helpers import REPO, Result, tunesmith
 
 # Each test runs the command in a new process.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 STUDY = "cli-quad"
 TRIALS = 6
 
@@ -205,3 +205,16 @@ def test_best_and_status_do_not_create_a_database(tmp_path: Path) -> None:
     assert best.code == 2
     assert status.code in (0, 2)
     assert list(tmp_path.iterdir()) == [], "read-only commands created files"
+
+
+def test_help_imports_none_of_the_heavy_packages(tmp_path: Path) -> None:
+    # `tunesmith --help` answers at once: the commands import numpy, pydantic, SQLAlchemy and torch when they run.
+    script = (
+        "import sys\n"
+        "from agent.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('numpy', 'pydantic', 'sqlalchemy', 'torch', 'rich') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
