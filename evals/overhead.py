@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.logs import set_verbosity
+
 if TYPE_CHECKING:
     from evals.problems import Problem
 
@@ -585,6 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    set_verbosity(logging.WARNING)  # a line per trial would be part of what is measured
     results = json.loads(Path(args.summarize).read_text()) if args.summarize else _json_ready(run(args, argv))
     markdown = render(results)
     print(markdown)

@@ -34,6 +34,7 @@ from typing import Any
 
 import optuna
 
+from agent.logs import set_verbosity
 from evals.optimizers import (
     BASELINE,
     DEFAULT_OPTIMIZERS,
@@ -175,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     optuna.logging.set_verbosity(logging.WARNING)
+    set_verbosity(logging.WARNING)  # thousands of trials: their lines would drown the results
 
     if args.summarize:
         path = Path(args.summarize)

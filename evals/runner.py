@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.logs import set_verbosity
 from agent.space import ParamValue
 from evals.optimizers import make_optimizer
 from evals.problems import PROBLEMS, Problem
@@ -49,6 +50,7 @@ def init_worker() -> None:
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(logging.WARNING)
+    set_verbosity(logging.WARNING)
 
 
 def best_so_far(values: list[float | None]) -> list[float | None]:

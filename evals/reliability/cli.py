@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.logs import set_verbosity
 from evals.reliability import kill9, leaks, models, race
 from evals.reliability.common import Context, Outcome, Row, error_row, kill_marked
 from evals.reliability.report import render
@@ -145,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    set_verbosity(logging.WARNING)  # the faults' own lines, not one per trial of every scenario
     # `timeout` or `kill` stops the harness through its finally blocks, which kill everything it started.
     previous = signal.signal(signal.SIGTERM, _exit)
     try:
