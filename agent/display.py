@@ -23,7 +23,7 @@ VALUE_CHARS = 40
 #: Characters of a failure's cause in :func:`trial_line`.
 CAUSE_CHARS = 200
 #: Errors that say only *that* a command failed; the last line it printed says why.
-_GENERIC_ERROR = re.compile(r"^the command exited with status -?\d+$")
+_GENERIC_ERROR = re.compile(r"^(the command|stage '\w+') exited with status -?\d+$")
 #: The keys of a parameter's entry that :func:`space_changes` always shows; others show where they differ.
 _ALWAYS_SHOWN = ("type", "low", "high", "choices")
 #: A word that needs no quotes: ``adam``, ``relu6``, ``a-b_c.d``.
@@ -115,8 +115,12 @@ def trial_line(trial: Trial) -> str:
 
 def space_changes(stored: Space, now: Space) -> list[str]:
     """Each parameter that differs between two spaces, one line each: ``x: stored float [0, 1], now float
-    [0, 2]``, ``y: added (float [0, 1])``, ``z: removed (was int [1, 5])``."""
-    before, after = stored.to_dict(), now.to_dict()
+    [0, 2]``, ``y: added (float [0, 1])``, ``z: removed (was int [1, 5])``.
+
+    The default of a Text or Code parameter is where the search starts, not what is searched: a prompt
+    reworded, or the file a Code parameter points at edited, between two runs is no change of the space.
+    """
+    before, after = _searched(stored), _searched(now)
     changes = []
     for name in [*before, *(n for n in after if n not in before)]:
         if name not in before:
@@ -127,6 +131,16 @@ def space_changes(stored: Space, now: Space) -> list[str]:
             old, new = before[name], after[name]
             changes.append(f"{name}: stored {_param_text(old, new)}, now {_param_text(new, old)}")
     return changes
+
+
+def _searched(space: Space) -> dict[str, dict[str, Any]]:
+    """The job-file form of ``space`` without the defaults of its Text and Code parameters."""
+    from agent.space import Text
+
+    return {
+        name: {key: value for key, value in entry.items() if not (key == "default" and isinstance(space[name], Text))}
+        for name, entry in space.to_dict().items()
+    }
 
 
 def _param_text(entry: Mapping[str, Any], other: Mapping[str, Any]) -> str:

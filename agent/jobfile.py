@@ -32,7 +32,7 @@ from agent.budget import Budget
 from agent.config import Price, StudyConfig, config_problems
 from agent.errors import ConfigError, TunesmithError
 from agent.llm.spec import ModelSpec, model_problems, resolve_model_path
-from agent.proposers import PROPOSERS, uses_model
+from agent.proposers import PROPOSERS, space_problem, uses_model
 from agent.space import Space, SpaceTable
 from agent.storage import DEFAULT_STORAGE
 from tools.evaluation import Evaluator
@@ -240,7 +240,8 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
             tables[section] = None
             found[section].append(f"{section}: expected a table, e.g. [{section}] on a line of its own, then its keys")
 
-    space_table = SpaceTable.read(raw.get("space", {}))
+    space_raw, found["space"] = with_code_from_files(raw.get("space", {}), path.parent)
+    space_table = SpaceTable.read(space_raw)
     found["space"] += space_table.problems
     space = space_table.space
 
@@ -291,6 +292,8 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
             'file cannot pass; name a model such as "local"'
         )
     found["proposer"] += _model_readiness(data["search"])
+    if space is not None and isinstance(kind, str) and (problem := space_problem(kind, space)) is not None:
+        found["proposer"].append(f"proposer.kind: {problem}")
 
     objective: ObjectiveConfig | None = None
     if "objective" in raw and tables["objective"] is not None:
@@ -326,6 +329,29 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
         raise JobFileError(path, problems)
     assert config is not None and space is not None and objective is not None
     return Job(path, config, space, objective, enqueue)
+
+
+def with_code_from_files(table: object, folder: Path) -> tuple[object, list[str]]:
+    """The ``[space]`` table with each ``{ type = "code", file = ..., region = ... }`` given its ``default``: the
+    code the file (or its marked region) holds now, read from the job file's folder."""
+    from agent.evolution.regions import CodeLocation, RegionError, read_location
+
+    if not isinstance(table, Mapping):
+        return table, []
+    filled: dict[str, Any] = dict(table)
+    problems = []
+    for name, entry in table.items():
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("file"), str) and "default" not in entry):
+            continue
+        region = entry.get("region")
+        if region is not None and not isinstance(region, str):
+            continue  # the parameter's own check reports it
+        try:
+            filled[name] = {**entry, "default": read_location(folder, CodeLocation(entry["file"], region))}
+        except (OSError, RegionError) as exc:
+            problems.append(f"space.{name}.file: {exc}")
+            filled[name] = {**entry, "default": ""}  # one problem for this parameter, not a second "no default"
+    return filled, problems
 
 
 def _option_keys(kind: object) -> list[str]:

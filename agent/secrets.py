@@ -36,6 +36,13 @@ REDACTED = "***"
 MIN_SECRET_LENGTH = 6
 
 _SECRET_NAME = re.compile(r"(_API_KEY$|^API_KEY$|_TOKEN$|^TOKEN$|SECRET|PASSWORD|PASSWD)", re.IGNORECASE)
+_CREDENTIAL_NAME = re.compile(
+    r"^(AWS|AZURE|ARM|GOOGLE|GCLOUD|CLOUDSDK|GCP|GCE|DIGITALOCEAN|OCI_CLI|ALIBABA_CLOUD|ALICLOUD|IBMCLOUD|VAULT)_"
+    r"|CREDENTIAL"
+    r"|^(KUBECONFIG|SSH_AUTH_SOCK|SSH_AGENT_PID|SSH_ASKPASS|GIT_ASKPASS|GPG_AGENT_INFO|DOCKER_HOST|DOCKER_CONFIG"
+    r"|DOCKER_CERT_PATH|NETRC|XDG_RUNTIME_DIR|DBUS_SESSION_BUS_ADDRESS)$",
+    re.IGNORECASE,
+)
 _lock = threading.Lock()
 _registered: set[str] = set()
 
@@ -43,6 +50,15 @@ _registered: set[str] = set()
 def is_secret_name(name: str) -> bool:
     """Whether an environment variable's name says it holds a secret (``OPENAI_API_KEY``, ``HF_TOKEN``...)."""
     return bool(_SECRET_NAME.search(name))
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a variable opens the user's accounts without holding a secret in its value: a cloud account
+    (``AWS_PROFILE``, ``GOOGLE_APPLICATION_CREDENTIALS``), a cluster (``KUBECONFIG``), an agent or a session
+    socket (``SSH_AUTH_SOCK``, ``DOCKER_HOST``). Generated code gets none of them: a file name or a socket is
+    as good as the key it leads to.
+    """
+    return bool(_CREDENTIAL_NAME.search(name))
 
 
 def register(value: str | None) -> None:

@@ -20,12 +20,16 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass
-from typing import Any, ClassVar, TypeAlias, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import numpy as np
 
 from agent.errors import TunesmithError
 from agent.registry import Registry
+
+if TYPE_CHECKING:
+    from agent.evolution.regions import CodeLocation
 
 Scalar: TypeAlias = str | int | float | bool | None
 ParamValue: TypeAlias = Scalar
@@ -285,14 +289,52 @@ class Text:
 
 @dataclass(frozen=True)
 class Code(Text):
-    """Source code in ``language``. Like Text, proposed by the model only; run inside the sandbox."""
+    """Source code in ``language``. Like Text, proposed by the model only; run inside the sandbox.
+
+    ``file`` (and ``region``) say where the code lives in the objective's folder: a candidate is written
+    there, in a fresh copy of the folder, before it is evaluated; ``default`` is what the file holds today.
+    Build one with :meth:`from_file`; a job file writes ``{ type = "code", file = "slow.py", region = "f" }``.
+    """
 
     language: str = "python"
+    file: str | None = None
+    region: str | None = None
 
     kind: ClassVar[str] = "code"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.region is not None and self.file is None:
+            raise SpaceError("region needs a file: the region is a marked part of that file", self)
+
+    @classmethod
+    def from_file(
+        cls, file: str | Path, region: str | None = None, *, base: str | Path = ".", language: str = "python"
+    ) -> Code:
+        """The code in ``file`` (relative to ``base``), or in its region marked ``# tunesmith: begin NAME`` ...
+        ``# tunesmith: end NAME``, as the starting point.
+
+        Raises:
+            SpaceError: the file cannot be read, or the region is not marked as it should be.
+        """
+        from agent.evolution.regions import CodeLocation, RegionError, read_location
+
+        try:
+            default = read_location(Path(base), CodeLocation(str(file), region))
+        except (OSError, RegionError) as exc:
+            raise SpaceError(str(exc)) from None
+        return cls(default, language=language, file=str(file), region=region)
+
+    @property
+    def location(self) -> CodeLocation | None:
+        """Where the code lives, when it points at a file."""
+        from agent.evolution.regions import CodeLocation
+
+        return None if self.file is None else CodeLocation(self.file, self.region)
+
     def describe(self) -> str:
-        return f"{self.language} source code"
+        where = "" if self.file is None else f" ({self.file}{', region ' + self.region if self.region else ''})"
+        return f"{self.language} source code{where}"
 
 
 Param: TypeAlias = Float | Int | Categorical | Text | Code

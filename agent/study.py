@@ -23,12 +23,21 @@ from agent.budget import Budget, BudgetAccount
 from agent.cache import TrialCache
 from agent.config import SearchConfig, StudyConfig
 from agent.display import space_changes, trial_line
-from agent.errors import BudgetExhausted
+from agent.errors import BudgetExhausted, ConfigError
 from agent.executors import Executor, make_executor
 from agent.llm import LLMClient, ModelSpec
 from agent.logs import TRIAL_LOGGER
 from agent.loop import MAX_CONSECUTIVE_FAILURES, Callback, Coordinator, RunSummary
-from agent.proposers import PROPOSERS, Proposer, ProposerContext, RandomProposer, StudyView, make_proposer, uses_model
+from agent.proposers import (
+    PROPOSERS,
+    Proposer,
+    ProposerContext,
+    RandomProposer,
+    StudyView,
+    make_proposer,
+    space_problem,
+    uses_model,
+)
 from agent.proposers.base import Direction
 from agent.secrets import redact, redact_data
 from agent.space import ParamValue, Space
@@ -335,6 +344,11 @@ class Study:
                 self._cache.refresh()
                 continue
             assert trial is not None
+            if proposal.artifacts:  # an edited program and its diff: kept with the trial that evaluates it
+                digests = {name: self._storage.put_artifact(text) for name, text in proposal.artifacts.items()}
+                for name, digest in digests.items():
+                    self._storage.attach_artifact(self.id, trial.number, name, digest)
+                trial = replace(trial, artifacts={**trial.artifacts, **digests})
             return trial
         raise AssertionError("unreachable: the last attempt does not check for clashes")
 
@@ -680,6 +694,8 @@ def study_from_config(
     when ``config.search.model`` records one (``object:<name>``); ``objective`` says what is evaluated (a job
     file's command), stored so that reopening the study for another objective is warned about."""
     name, direction, metric = config.name, config.direction, config.metric
+    if (problem := space_problem(config.search.proposer, space)) is not None:
+        raise ConfigError(problem, field="proposer")
     db = storage if storage is not None else open_storage(config.storage, create=True)
     llm = client
     settings = config.search.to_settings()

@@ -42,6 +42,7 @@ class Proposal:
         rationale: the proposer's one-line reason, shown in ``status`` and to the model later.
         llm_call_id: the stored model call the candidate came from, if any.
         parents: numbers of the trials this candidate was derived from (an edited program's parent).
+        artifacts: texts stored with the trial once it is reserved, by name (an edited program, its diff).
     """
 
     params: Mapping[str, ParamValue]
@@ -49,6 +50,7 @@ class Proposal:
     rationale: str | None = None
     llm_call_id: int | None = None
     parents: tuple[int, ...] = ()
+    artifacts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,12 @@ def test_space_changes_name_each_parameter() -> None:
     now = Space(x=Float(0, 1, log=False), prompt=Text("Be short.", max_length=50), n=Int(1, 4))
     assert space_changes(stored, stored) == []
     assert space_changes(stored, now) == [
-        'prompt: stored text default="Be brief." no max_length, now text default="Be short." max_length=50',
-        "code: removed (was code default=pass language=python)",
+        "prompt: stored text no max_length, now text max_length=50",
+        "code: removed (was code language=python)",
         "kind: removed (was categorical [a, b])",
         "n: added (int [1, 4] log=False step=1)",
+    ]
+    # where a search starts is no change of what is searched: a reworded prompt, an edited program
+    assert space_changes(stored, Space(x=Float(0, 1), prompt=Text("Be short."), code=Code("x = 1"), kind=now["x"])) == [
+        "kind: stored categorical [a, b] no log, now float [0, 1] log=False"
     ]

@@ -17,7 +17,7 @@ from agent.jobfile import Job, JobFileError, load_job
 from agent.llm import ModelSpec
 from agent.proposers import PROPOSERS
 from agent.registry import Options
-from agent.space import Categorical, Float, Int, ParamValue, Space, SpaceError
+from agent.space import Categorical, Code, Float, Int, ParamValue, Space, SpaceError
 from agent.trial import Trial
 from tests.tools.conftest import make_trial
 from tools.command import CommandEvaluator, CommandOptions
@@ -87,7 +87,7 @@ def test_a_valid_job_loads(tmp_path: Path) -> None:
     evaluator = job.evaluator()
     assert isinstance(evaluator, CommandEvaluator)
     assert evaluator.timeout_s == 120.0
-    assert evaluator.cwd == str(tmp_path.resolve())
+    assert evaluator.folder == tmp_path.resolve()
     assert evaluator.metric == "loss"
     assert not (tmp_path / "demo.db").exists(), "loading a job file must not create its storage"
 
@@ -214,7 +214,7 @@ def test_a_registered_objective_kind_is_a_job_file_key(tmp_path: Path, constant_
     assert job.objective.kind == "constant"
     assert job.evaluator().evaluate({}, make_trial()).output == 0.5
     assert problems_of(write_job(tmp_path, job_text(objective='metric = "loss"\n'))) == [
-        'objective: set exactly one of command = ["python", "train.py", "{lr}"], function = "module:fn" '
+        'objective: set exactly one of command = ["{python}", "train.py", "{lr}"], function = "module:fn" '
         "or constant = 1.0"
     ]
 
@@ -252,7 +252,10 @@ BROKEN = [
     (
         "unknown key in [objective]",
         job_text(objective=COMMAND_LR + 'metirc = "loss"\n', space=SPACE_ONE),
-        ["objective.metirc: unknown key (allowed here: command, function, metric, timeout, env, pass_env)"],
+        [
+            "objective.metirc: unknown key (allowed here: command, function, metric, timeout, env, pass_env, "
+            "cascade, sandbox)"
+        ],
     ),
     (
         "low >= high",
@@ -315,12 +318,12 @@ BROKEN = [
     (
         "both command and function",
         job_text(objective=COMMAND_LR + 'function = "train:objective"\n'),
-        ['objective: set exactly one of command = ["python", "train.py", "{lr}"] or function = "module:fn"'],
+        ['objective: set exactly one of command = ["{python}", "train.py", "{lr}"] or function = "module:fn"'],
     ),
     (
         "neither command nor function",
         job_text(objective='metric = "loss"\n'),
-        ['objective: set exactly one of command = ["python", "train.py", "{lr}"] or function = "module:fn"'],
+        ['objective: set exactly one of command = ["{python}", "train.py", "{lr}"] or function = "module:fn"'],
     ),
     (
         "timeout ten minutes",
@@ -741,3 +744,22 @@ def test_the_executor_is_a_study_key(tmp_path: Path) -> None:
     assert load_job(write_job(tmp_path, job_text())).config.executor is None
     [problem] = problems_of(write_job(tmp_path, job_text(study='name = "demo"\nexecutor = "ray"\n')))
     assert problem.startswith("study.executor: ") and "'processes'" in problem and "'ray'" in problem
+
+
+def test_a_code_parameter_reads_its_starting_program_from_a_file_in_the_job_folder(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text("# tunesmith: begin f\ndef f():\n    return 1\n# tunesmith: end f\n")
+    space = "\n".join(
+        ['program = { type = "code", file = "slow.py", region = "f" }', 'lr = { type = "float", low = 0, high = 1 }']
+    )
+    job = load_job(write_job(tmp_path, job_text(space=space, objective='command = ["{python}", "train.py"]')))
+    program = job.space["program"]
+    assert isinstance(program, Code) and program.default == "def f():\n    return 1\n"
+    broken = job_text(
+        space='program = { type = "code", file = "slow.py", region = "g" }\n'
+        'missing = { type = "code", file = "no.py" }',
+        objective='command = ["{python}", "train.py"]',
+    )
+    problems = problems_of(write_job(tmp_path, broken, "broken.toml"))
+    assert any(p.startswith("space.program.file: ") and "'g'" in p for p in problems), problems
+    assert any(p.startswith("space.missing.file: ") for p in problems), problems
+    assert not any("default" in p for p in problems), "one problem per parameter"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import TunesmithError
+from agent.evolution.regions import CodeLocation
 from agent.space import (
     PARAM_TYPES,
     Categorical,
@@ -229,3 +231,20 @@ def test_a_type_must_refine_a_family_and_have_its_own_kind() -> None:
 def test_space_errors_are_tunesmith_errors() -> None:
     for error in (SpaceError("x"), InvalidCandidate(["x: bad"])):
         assert isinstance(error, TunesmithError) and isinstance(error, ValueError)
+
+
+def test_code_from_a_marked_region_of_a_file(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text(
+        "import math\n\n# tunesmith: begin solve\ndef solve(x):\n    return x\n# tunesmith: end solve\n"
+    )
+    code = Code.from_file("slow.py", region="solve", base=tmp_path)
+    assert code.default == "def solve(x):\n    return x\n"
+    assert code.location == CodeLocation("slow.py", "solve")
+    assert "slow.py, region solve" in code.describe()
+    assert Space.from_dict(Space(program=code).to_dict())["program"] == code, "the location is part of the space"
+    with pytest.raises(SpaceError, match=r"elsewhere/slow\.py does not exist"):
+        Code.from_file("slow.py", region="solve", base=tmp_path / "elsewhere")
+    with pytest.raises(SpaceError, match="fast"):
+        Code.from_file("slow.py", region="fast", base=tmp_path)
+    with pytest.raises(SpaceError, match="region needs a file"):
+        Code("x = 1\n", region="solve")

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +59,8 @@ _START_TIME_SLACK_S = 1.0
 _SWEEPS = 3
 #: How long to wait for killed processes to become reapable.
 _REAP_WITHIN_S = 1.0
+#: After its timeout a trial's child gets SIGTERM and this long to exit on its own (save, clean up) before SIGKILL.
+KILL_GRACE_S = 3.0
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -188,6 +191,37 @@ def tracked(pid: int, token: str | None = None) -> Iterator[None]:
     finally:
         with _lock:
             _live.pop(pid, None)
+
+
+def wait_contained(proc: subprocess.Popen[bytes], token: str, timeout_s: float | None) -> int | None:
+    """The exit status of the trial child ``proc``; None when it ran past ``timeout_s`` (then its process group
+    gets SIGTERM and :data:`KILL_GRACE_S` to exit).
+
+    However the wait ends (an exit, the timeout, Ctrl-C, a cancel that kills it from another thread), every
+    process of the trial is killed before this returns: a background job the child left running would hold a
+    GPU or write into the next trial's files.
+    """
+    try:
+        with tracked(proc.pid, token):
+            try:
+                return proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(KILL_GRACE_S)
+                return None
+    finally:
+        kill_tree(proc.pid, token)
+        proc.wait()
+
+
+def read_tail(path: Path, limit: int) -> str:
+    """The last ``limit`` bytes of the file a trial's output went to, decoded leniently (a cut may split a
+    character)."""
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - limit))
+        return f.read().decode("utf-8", errors="replace")
 
 
 def kill_all() -> int:

@@ -7,7 +7,8 @@ see :mod:`agent.cli.targets`), never creates a database, and has a ``--json`` fo
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
 from agent.cli.targets import open_storage_of, open_study, resolve
@@ -21,6 +22,11 @@ from agent.cli.views import (
     producing_call,
     trial_record,
 )
+from agent.display import number
+
+if TYPE_CHECKING:
+    from agent.study import Study
+    from agent.trial import Trial
 
 _TARGET_HELP = "a job file, a storage (URL or database path), or a study name"
 _STORAGE_HELP = "database URL or path, for a study name (default: sqlite:///tunesmith.db here)"
@@ -35,6 +41,12 @@ def register(commands: Any) -> None:
     best = commands.add_parser("best", help="the best trial of a study, as JSON")
     best.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     best.add_argument("--storage", default=None, metavar="URL", help=_STORAGE_HELP)
+    best.add_argument(
+        "--write-to",
+        metavar="PATH",
+        help="write the best program (the study's Code parameter) to PATH; into its marked region when PATH "
+        "(or the job's file) has one",
+    )
     best.set_defaults(handler=best_command)
 
     trials = commands.add_parser("trials", help="a study's trials, one row each")
@@ -81,11 +93,15 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def best_command(args: argparse.Namespace) -> int:
-    study = open_study(resolve(args.target, args.storage))
+    target = resolve(args.target, args.storage)
+    study = open_study(target)
     try:
         best = study.best_trial
     except ValueError as exc:
         fail(str(exc), EXIT_ERROR)
+    if args.write_to:
+        _write_program(study, best, Path(args.write_to), target.folder)
+        return EXIT_OK
     record = trial_record(best)
     print_json(
         {
@@ -121,3 +137,38 @@ def show_command(args: argparse.Namespace) -> int:
     else:
         print_trial(study, trial, call)
     return EXIT_OK
+
+
+def _write_program(study: Study, best: Trial, path: Path, job_folder: Path | None) -> None:
+    """Write the best trial's program to ``path``. A program that is a marked region of a file goes into that
+    region: of ``path`` when it already has the markers (the user's own file, updated in place), else of a copy
+    of the job's file; a whole-file program is written as it is."""
+    from agent.evolution.regions import RegionError, splice_region
+    from agent.space import Code
+
+    code = [(name, param) for name, param in study.space.items() if isinstance(param, Code)]
+    if len(code) != 1:
+        fail(f"--write-to writes a study's one Code parameter; study {study.name!r} has {len(code) or 'none'}")
+    name, param = code[0]
+    program = str(best.params[name])
+    content = program
+    if param.region is not None and param.file is not None:
+        around = path if path.is_file() else (job_folder / param.file if job_folder is not None else None)
+        if around is None or not around.is_file():
+            fail(
+                f"the best {name} is the region {param.region!r} of {param.file}: give the job file as TARGET (its "
+                f"folder holds {param.file}) or a PATH that has the region's markers"
+            )
+        try:
+            content = splice_region(around.read_text(), param.region, program, file=str(around))
+        except RegionError as exc:
+            fail(str(exc))
+    try:
+        path.write_text(content)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_ERROR)
+    console().print(
+        f"Wrote the best {name} (trial {best.number}, {study.metric or 'value'} {number(best.value)}) to {path}",
+        markup=False,
+        soft_wrap=True,
+    )

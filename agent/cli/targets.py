@@ -26,10 +26,12 @@ _DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 @dataclass(frozen=True)
 class Target:
-    """A storage URL, and the study named there (None: the whole storage)."""
+    """A storage URL, the study named there (None: the whole storage), and the folder of the job file that
+    named them (where a Code parameter's file is), when a job file did."""
 
     storage: str
     name: str | None
+    folder: Path | None = None
 
 
 def storage_url(text: str) -> str:
@@ -58,7 +60,7 @@ def resolve(target: str | None, storage: str | None) -> Target:
         return Target(storage_url(target), None)
     if target.endswith(".toml") or path.is_file():
         name, job_storage = job_location(path)
-        return Target(chosen or job_storage, name)
+        return Target(chosen or job_storage, name, path.resolve().parent)
     return Target(chosen or DEFAULT_STORAGE, target)
 
 

@@ -190,6 +190,8 @@ def print_trial(study: Study, trial: Trial, call: LLMCallRecord | None) -> None:
         _section("output (the end of what it printed)", trial.feedback.splitlines())
     if trial.artifacts:
         _section("artifacts", [f"{name} ({digest[:12]})" for name, digest in trial.artifacts.items()])
+    if "diff" in trial.artifacts:  # an edited program: what changed against its parent
+        _section("diff against the parent", study.artifact(trial, "diff").decode(errors="replace").splitlines())
     if call is not None:
         tokens = f"{call.prompt_tokens}+{call.completion_tokens} tokens"
         _section(

@@ -33,9 +33,11 @@ from agent.registry import Registry
 
 if TYPE_CHECKING:
     from agent.llm.gateway import ModelGateway
+    from agent.space import Space
 
 #: Proposer kinds by name. Entry ``meta``: ``uses_model=True`` for kinds that use a model when the study has
-#: one (the study then builds a gateway for them), ``needs_model=True`` for those that cannot work without.
+#: one (the study then builds a gateway for them), ``needs_model=True`` for those that cannot work without,
+#: ``check_space`` (space -> problem or None) for kinds that search only some spaces.
 PROPOSERS: Registry[Proposer] = Registry("proposer", field="proposer")
 
 
@@ -82,3 +84,10 @@ def make_proposer(
         OptionsError: faulty options, each named (``proposer.batch_size: ...``).
     """
     return PROPOSERS.build(kind, options, context or ProposerContext(), where="proposer")
+
+
+def space_problem(kind: str, space: Space) -> str | None:
+    """Why proposer ``kind`` cannot search ``space`` (``evolve`` needs one Code parameter), or None; asked when
+    a study is created or a job file checked, not minutes later at the first proposal."""
+    check = PROPOSERS.get(kind).meta.get("check_space") if kind in PROPOSERS else None
+    return None if check is None else check(space)

@@ -22,9 +22,10 @@ def test_a_job_file_means_its_study_in_its_storage(tmp_path: Path, monkeypatch: 
     (tmp_path / "gb").mkdir()
     (tmp_path / "gb" / "job.toml").write_text('[study]\nname = "forest"\n')
     (tmp_path / "gb" / "stored.toml").write_text('[study]\nname = "s"\nstorage = "sqlite:///runs/s.db"\n')
-    assert resolve("gb/job.toml", None) == Target(f"sqlite:///{tmp_path / 'gb' / 'tunesmith.db'}", "forest")
-    assert resolve("gb/stored.toml", None) == Target(f"sqlite:///{tmp_path / 'gb' / 'runs' / 's.db'}", "s")
-    assert resolve("gb/job.toml", "other.db") == Target(f"sqlite:///{tmp_path / 'other.db'}", "forest")
+    gb = tmp_path / "gb"
+    assert resolve("gb/job.toml", None) == Target(f"sqlite:///{gb / 'tunesmith.db'}", "forest", gb)
+    assert resolve("gb/stored.toml", None) == Target(f"sqlite:///{gb / 'runs' / 's.db'}", "s", gb)
+    assert resolve("gb/job.toml", "other.db") == Target(f"sqlite:///{tmp_path / 'other.db'}", "forest", gb)
 
 
 def test_a_database_file_or_url_means_every_study_in_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.space import Categorical, Space, SpaceError, Text
+from agent.evolution.regions import CodeLocation
+from agent.space import Categorical, Code, Space, SpaceError, Text
 from agent.trial import Trial
 from tests.tools.conftest import make_trial
 from tools.command import CommandEvaluator, check_command, last_json_object, placeholders
 from tools.evaluation import Evaluation, read_outcome
 from tools.registry import EvaluatorContext, make_evaluator
+from tools.sandbox import Limits
 
 PY = sys.executable
 
@@ -238,7 +240,7 @@ def test_progress_after_the_result_does_not_hide_it(tmp_path: Path, trial: Trial
 def test_the_metric_comes_from_the_job_through_the_evaluator_context(tmp_path: Path) -> None:
     evaluator = make_evaluator("command", {"command": [PY, "x.py"]}, EvaluatorContext(tmp_path, metric="loss"))
     assert isinstance(evaluator, CommandEvaluator)
-    assert (evaluator.metric, evaluator.cwd) == ("loss", str(tmp_path))
+    assert (evaluator.metric, evaluator.folder) == ("loss", tmp_path)
 
 
 def test_last_json_object_unit() -> None:
@@ -382,3 +384,77 @@ def test_fast_command_under_timeout_succeeds(tmp_path: Path, trial: Trial) -> No
     script = write_script(tmp_path, "fast.py", 'import json, sys\nprint(json.dumps({"x": float(sys.argv[1])}))\n')
     evaluation = CommandEvaluator([PY, str(script), "{x}"], timeout="30s").evaluate({"x": 0.5}, trial)
     assert evaluation == Evaluation({"x": 0.5})
+
+
+# Cascades and the sandbox ---------------------------------------------------------------------------------
+CHECK = """\
+import json, sys
+from slow import f
+failed = [name for name, ok in (("test_one", f(1) == 2), ("test_two", f(2) == 3)) if not ok]
+for name in failed:
+    print(f"FAILED {name}", file=sys.stderr)
+print(json.dumps({"tests_passed": 2 - len(failed)}))
+sys.exit(1 if failed else 0)
+"""
+SCORE = """\
+import json, pathlib
+from slow import f
+pathlib.Path("scored").write_text("yes")
+print(json.dumps({"score": f(10)}))
+"""
+SLOW = "import math\n\n# tunesmith: begin f\ndef f(x):\n    return x + 1\n# tunesmith: end f\n"
+
+
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "slow.py").write_text(SLOW)
+    (tmp_path / "check.py").write_text(CHECK)
+    (tmp_path / "score.py").write_text(SCORE)
+    return tmp_path
+
+
+def code_evaluator(folder: Path, **options: object) -> CommandEvaluator:
+    space = Space(program=Code.from_file("slow.py", region="f", base=folder))
+    table = {
+        "command": ["{python}", "score.py"],
+        "cascade": [{"name": "tests", "command": ["{python}", "check.py"], "timeout": "30s"}],
+        **options,
+    }
+    evaluator = make_evaluator("command", table, EvaluatorContext(folder, space, metric="score"))
+    assert isinstance(evaluator, CommandEvaluator)
+    return evaluator
+
+
+def test_a_candidate_runs_in_a_sandboxed_copy_after_its_cascade_and_the_user_files_stay(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    evaluator = code_evaluator(folder)
+    assert evaluator.sandbox is not None, "Code parameters run in the sandbox without being asked"
+    evaluation = evaluator.evaluate({"program": "def f(x):\n    return x + 1  # the same\n"}, make_trial())
+    assert evaluation.error is None, evaluation
+    assert isinstance(evaluation.output, dict)
+    assert evaluation.output["score"] == 11 and evaluation.output["tests_passed"] == 2
+    assert evaluation.output["tests_seconds"] > 0
+    assert (folder / "slow.py").read_text() == SLOW and not (folder / "scored").exists(), "the user's tree"
+
+
+def test_a_candidate_failing_a_stage_is_not_evaluated_and_says_which_tests_failed(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    evaluation = code_evaluator(folder).evaluate({"program": "def f(x):\n    return x * 2\n"}, make_trial())
+    assert evaluation.output is None
+    assert evaluation.error == "stage 'tests' exited with status 1"
+    assert "FAILED test_two" in (evaluation.feedback or "") and "FAILED test_one" not in (evaluation.feedback or "")
+
+
+def test_generated_code_never_runs_outside_the_sandbox(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    space = Space(program=Code.from_file("slow.py", region="f", base=folder))
+    problems = check_command(
+        {"command": ["{python}", "score.py"], "sandbox": False}, EvaluatorContext(folder, space, metric="score")
+    )
+    assert any(p.startswith("sandbox: the space has Code parameters (program)") for p in problems), problems
+    with pytest.raises(ValueError, match="sandbox"):
+        CommandEvaluator(["{python}", "score.py"], cwd=folder, code={"program": CodeLocation("slow.py", "f")})
+
+
+def test_sandbox_limits_from_a_job_file(tmp_path: Path) -> None:
+    evaluator = code_evaluator(project(tmp_path), sandbox={"memory": "1GB", "cpu_time": "30s", "processes": 32})
+    assert evaluator.sandbox == Limits(cpu_time_s=30.0, memory_bytes=10**9, processes=32, file_size_bytes=1 << 30)
