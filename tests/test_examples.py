@@ -1,5 +1,5 @@
 """Every job file under ``examples/`` passes the job check and runs, as a user would start it: a copy of its folder,
-``tunesmith run job.toml --trials 2``, with the model it names (the local one for the quickstart)."""
+``tunesmith run job.toml --trials 2``, with the model it names (the local one)."""
 
 from __future__ import annotations
 
@@ -31,5 +31,7 @@ def test_an_example_runs_two_trials(job: Path, tmp_path: Path) -> None:
     result = tunesmith("run", "job.toml", "--trials", "2", "--storage", "example.db", cwd=folder, timeout=300)
     assert result.code == 0, result.stdout + result.stderr
     with sqlite3.connect(folder / "example.db") as conn:
-        states = [state for (state,) in conn.execute("SELECT state FROM trials ORDER BY number")]
-    assert states == ["complete", "complete"], result.stdout
+        trials = conn.execute("SELECT state, error FROM trials ORDER BY number").fetchall()
+    # The first trial evaluates the example as it stands; a model's edit may fail its tests, with the reason.
+    assert len(trials) == 2 and trials[0][0] == "complete", result.stdout
+    assert all(state == "complete" or (state == "failed" and error) for state, error in trials), trials

@@ -101,7 +101,9 @@ class EvolveProposer:
 
     def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
         name, param = _code_parameter(view)
-        seen = {normalize(str(params[name]), param.language) for params in [*(t.params for t in view.trials), *pending]}
+        # Programs evaluated or being evaluated; an interrupted trial's program never ran, and may be proposed again.
+        tried = [t.params for t in view.trials if not t.interrupted]
+        seen = {normalize(str(params[name]), param.language) for params in [*tried, *pending]}
         archive = Archive.from_trials(
             view.trials,
             code_param=name,

@@ -124,3 +124,12 @@ def test_a_recorded_run_replays_exactly(tmp_path: Path) -> None:
     assert [(t.params, t.parents, t.rationale) for t in replayed.trials] == [
         (t.params, t.parents, t.rationale) for t in recorded.trials
     ]
+
+
+def test_the_program_of_an_interrupted_trial_is_proposed_again(tmp_path: Path) -> None:
+    # Its process died before it produced anything (kill -9): the program was never evaluated.
+    study = evolving(tmp_path, ScriptedClient(default=counting_up))
+    run(study, 1)
+    cut_short = study.ask()
+    study.tell(cut_short, state="failed", error="interrupted", interrupted=True)
+    assert study.ask().params["program"] == cut_short.params["program"]
