@@ -35,27 +35,23 @@ closes, and a folder left by a run killed with ``kill -9`` is removed by
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
 import functools
-import json
 import math
 import os
 import pwd
 import resource
 import shutil
-import socket
 import stat
-import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from agent.secrets import is_credential_name, objective_environment
+from tools.confinement import CLONE_NEWNET, CLONE_NEWNS, Confined, Plan, Report, load_libc, mount_flags
 from tools.processes import (
     FOLDER_PREFIX,
     TOKEN_ENV,
@@ -85,25 +81,6 @@ DEFAULT_IGNORE = (
 OUTPUT_TAIL_BYTES = 1 << 20
 #: Who runs the program when we are root.
 SANDBOX_USER = "nobody"
-
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_MS_RDONLY = 1
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_NOEXEC = 8
-_MS_REMOUNT = 32
-_MS_NOATIME = 1024
-_MS_NODIRATIME = 2048
-_MS_BIND = 4096
-_MS_REC = 16384
-_MS_PRIVATE = 1 << 18
-_MS_RELATIME = 1 << 21
-_MS_STRICTATIME = 1 << 24
-_PR_SET_DUMPABLE = 4
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 
 
 @dataclass(frozen=True)
@@ -236,7 +213,7 @@ class Sandbox:
         out_path = workspace.folder / f"stdout-{self._runs}"
         err_path = workspace.folder / f"stderr-{self._runs}"
         started = time.monotonic()
-        with out_path.open("wb") as out, err_path.open("wb") as err, _Report() as report:
+        with out_path.open("wb") as out, err_path.open("wb") as err, Report() as report:
             try:
                 proc = subprocess.Popen(
                     list(argv),
@@ -286,15 +263,15 @@ class Sandbox:
         kept = {name: value for name, value in given.items() if not is_credential_name(name)}
         return {**kept, "HOME": str(self._home), "TMPDIR": str(self._tmp), TOKEN_ENV: token}
 
-    def _plan(self, program: Path | None) -> _Plan:
+    def _plan(self, program: Path | None) -> Plan:
         """How the child confines itself: namespaces, mounts, limits and user, worked out here, in the parent."""
-        linux = _libc() is not None
+        linux = load_libc() is not None
         hidden = _hidden(self._user, _needed(program, self._open().folder)) if linux else ()
         read_only = self._read_only() if linux else ()
-        flags = _CLONE_NEWNS if hidden or read_only else 0
+        flags = CLONE_NEWNS if hidden or read_only else 0
         if linux and not self.limits.network:
-            flags |= _CLONE_NEWNET
-        return _Plan(
+            flags |= CLONE_NEWNET
+        return Plan(
             flags=flags,
             own_namespace=linux,
             hidden=hidden,
@@ -309,9 +286,9 @@ class Sandbox:
         tree = self.tree.resolve()
         if self._user is not None or self._open().folder.resolve().is_relative_to(tree):
             return ()
-        return ((str(tree), _mount_flags(tree)),)
+        return ((str(tree), mount_flags(tree)),)
 
-    def _notes(self, plan: _Plan, confined: _Confined) -> tuple[str, ...]:
+    def _notes(self, plan: Plan, confined: Confined) -> tuple[str, ...]:
         """What was not enforced: the network, and without root the original folder and the process limit."""
         linux_only = "namespaces exist on Linux only"
         why = confined.failure or linux_only
@@ -333,7 +310,7 @@ class Sandbox:
             notes.append(f"the original folder {self.tree.resolve()} is writable by the program: {because}")
         return tuple(notes)
 
-    def _not_started(self, program: str, plan: _Plan, confined: _Confined, exc: BaseException) -> BaseException:
+    def _not_started(self, program: str, plan: Plan, confined: Confined, exc: BaseException) -> BaseException:
         """Why ``program`` did not start, with what to do about it."""
         if confined.error is not None:
             return SandboxError(f"cannot run {program} in the sandbox: {confined.error}")
@@ -349,174 +326,7 @@ class Sandbox:
 
 
 # The child's side ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Confined:
-    """What the child reports back: whether it is cut from the network, why the namespaces failed, whether its
-    processes are counted on their own (a user namespace of the run's own) or why not, and what stopped it."""
-
-    network_isolated: bool = False
-    failure: str | None = None
-    own_count: bool = False
-    user_failure: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What the child does between fork and exec.
-
-    A user namespace of the run's own, holding only the user it runs as, counts the run's processes apart from
-    every other process of that user (``RLIMIT_NPROC``, set after it). Without root it comes first: it grants
-    the right to make the others; with root it comes last, once the child is ``nobody``.
-
-    Attributes:
-        flags: the mount and network namespaces to enter (``CLONE_*``); 0 for none.
-        own_namespace: whether to make the user namespace.
-        hidden: folders closed to the sandbox user, each with the folders in it the program needs.
-        read_only: folders mounted read-only, each with the mount flags it must keep.
-        rlimits: ``(resource, soft, hard)`` to set.
-        user: the uid and gid to become (root only).
-        then: what runs last (the kernel kills the child when we die; set after the user changed, which
-            clears it).
-    """
-
-    flags: int
-    own_namespace: bool
-    hidden: tuple[tuple[str, tuple[str, ...]], ...]
-    read_only: tuple[tuple[str, int], ...]
-    rlimits: tuple[tuple[int, int, int], ...]
-    user: tuple[int, int] | None
-    then: Callable[[], None] | None
-
-    def confine(self, report: int) -> None:
-        """Run in the child (``preexec_fn``); writes a :class:`_Confined` as JSON to the ``report`` pipe."""
-        outcome: dict[str, object] = {}
-        try:
-            if self.own_namespace and self.user is None:
-                outcome["user_failure"] = _own_user_namespace()
-            outcome["failure"] = self._enter_namespaces()
-            outcome["network_isolated"] = bool(self.flags & _CLONE_NEWNET) and outcome["failure"] is None
-            if self.user is not None:
-                os.setgroups([])
-                os.setgid(self.user[1])
-                os.setuid(self.user[0])
-                libc = _libc()
-                if libc is not None:  # the user change made /proc/self root's; its maps are ours to write
-                    libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
-                if self.own_namespace:
-                    outcome["user_failure"] = _own_user_namespace()
-            outcome["own_count"] = self.own_namespace and outcome.get("user_failure") is None
-            for limit, soft, hard in self.rlimits:
-                resource.setrlimit(limit, (soft, hard))
-            if self.then is not None:
-                self.then()
-        except BaseException as exc:
-            outcome["error"] = str(exc)
-            raise
-        finally:
-            os.write(report, json.dumps(outcome).encode())
-
-    def _enter_namespaces(self) -> str | None:
-        """Enter the planned namespaces; why not, when the kernel refuses. A failure once inside raises."""
-        if not self.flags:
-            return None
-        failure = _unshare(self.flags)
-        if failure is not None:
-            return failure
-        if self.flags & _CLONE_NEWNS:
-            _mount(None, "/", _MS_REC | _MS_PRIVATE)  # nothing mounted below reaches the host
-            for hidden, needed in self.hidden:
-                _cover(hidden, needed)
-            for folder, flags in self.read_only:
-                _mount(folder, folder, _MS_BIND | _MS_REC)
-                _mount(None, folder, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags)
-        if self.flags & _CLONE_NEWNET:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", _IFF_UP_LOOPBACK_RUNNING))
-        return None
-
-
-def _own_user_namespace() -> str | None:
-    """Enter a new user namespace holding only our uid and gid, as themselves; why not, when refused."""
-    failure = _unshare(_CLONE_NEWUSER)
-    if failure is None:
-        uid, gid = os.getuid(), os.getgid()
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-    return failure
-
-
-def _unshare(flags: int) -> str | None:
-    """Enter new namespaces (``CLONE_*`` flags); why not, when the kernel refuses."""
-    libc = _libc()
-    assert libc is not None  # no namespace is planned without it
-    if libc.unshare(flags) == 0:
-        return None
-    return (
-        f"unshare is not permitted here ({os.strerror(ctypes.get_errno())}: a container without CAP_SYS_ADMIN, "
-        "or user namespaces switched off)"
-    )
-
-
-def _cover(hidden: str, needed: tuple[str, ...]) -> None:
-    """Cover ``hidden`` with an empty tmpfs and mount the ``needed`` folders in it back where they were."""
-    kept = [os.open(folder, os.O_PATH | os.O_DIRECTORY) for folder in needed]  # before they are covered
-    _mount("tmpfs", hidden, _MS_NOSUID | _MS_NODEV, fstype="tmpfs", data="mode=0755,size=1m")
-    for folder, fd in zip(needed, kept, strict=True):
-        os.makedirs(folder, mode=0o755, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", folder, _MS_BIND | _MS_REC)
-        os.close(fd)
-
-
-def _mount(source: str | None, target: str, flags: int, *, fstype: str | None = None, data: str | None = None) -> None:
-    libc = _libc()
-    assert libc is not None
-    encoded = [None if s is None else s.encode() for s in (source, target, fstype, data)]
-    if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
-        number = ctypes.get_errno()
-        raise OSError(number, f"mount {source or ''} on {target}: {os.strerror(number)}")
-
-
 # Helpers ------------------------------------------------------------------------------------------------------
-class _Report:
-    """A pipe the child writes its :class:`_Confined` to before it runs the program (or fails to)."""
-
-    def __enter__(self) -> _Report:
-        self._read_end, self.fd = os.pipe()
-        os.set_blocking(self._read_end, False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in (self._read_end, self.fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def read(self) -> _Confined:
-        """What the child wrote: written in one piece before exec, so it is there when Popen returns or raises."""
-        try:
-            data = os.read(self._read_end, 1 << 16)
-        except BlockingIOError:
-            return _Confined()
-        return _Confined(**json.loads(data)) if data else _Confined()
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    """libc with ``unshare``, ``mount`` and ``prctl`` on Linux, None elsewhere. Loaded in the parent: the child
-    only calls it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.unshare.argtypes = [ctypes.c_int]
-        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
 def _sandbox_user() -> tuple[int, int] | None:
     """The uid and gid the program runs as: ``nobody``'s when we are root, None (ours) otherwise."""
     if os.geteuid() != 0:
@@ -589,16 +399,6 @@ def _closed(folder: Path, user: tuple[int, int]) -> bool:
     if info.st_gid == user[1]:
         return not info.st_mode & stat.S_IXGRP
     return not info.st_mode & stat.S_IXOTH
-
-
-def _mount_flags(folder: Path) -> int:
-    """The flags of the mount holding ``folder`` that a read-only remount must keep (a user namespace may not
-    drop them)."""
-    flags = os.statvfs(folder).f_flag
-    kept = {os.ST_NOSUID: _MS_NOSUID, os.ST_NODEV: _MS_NODEV, os.ST_NOEXEC: _MS_NOEXEC}
-    kept |= {os.ST_NOATIME: _MS_NOATIME, os.ST_NODIRATIME: _MS_NODIRATIME, os.ST_RELATIME: _MS_RELATIME}
-    result = sum(ms for st, ms in kept.items() if flags & st)
-    return result if flags & (os.ST_NOATIME | os.ST_RELATIME) else result | _MS_STRICTATIME
 
 
 def _rlimits(limits: Limits) -> tuple[tuple[int, int, int], ...]:
