@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench bench-overhead bench-reliability clean
+.PHONY: demo test test-all lint bench bench-overhead bench-reliability bench-evolution clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ bench-overhead: $(STAMP)
 bench-reliability: $(STAMP)
 	mkdir -p evals/out
 	$(BIN)/python -m evals.reliability --out evals/out/reliability.md --json evals/out/reliability.json
+
+# Code evolution and architecture search on the three examples, real CLI and local model: ~20 min on 2 cores.
+bench-evolution: $(STAMP)
+	mkdir -p evals/out
+	$(BIN)/python -m evals.evolution --out evals/out/evolution.md --json evals/out/evolution.json
