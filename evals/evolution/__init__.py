@@ -1,6 +1,6 @@
 """Code evolution and architecture search, measured on the three examples with the real CLI and the local model.
 
-    python -m evals.evolution                                   # defaults: speedup 10 trials, nas 8 (~20 min, 2 cores)
+    python -m evals.evolution                                   # defaults: speedup 8 trials, nas 6 (15-20 min)
     python -m evals.evolution --trials-speedup 12 --trials-nas 10 --out e.md --json e.json
     python -m evals.evolution --only code-speedup --trials-speedup 4
     python -m evals.evolution --summarize e.json                # re-render the markdown of a saved run

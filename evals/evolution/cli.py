@@ -56,10 +56,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         description="Code evolution and architecture search on the examples, with the real CLI and the local model.",
     )
     add = parser.add_argument
-    add("--trials-speedup", type=int, default=10, help="trials of code-speedup (default 10)")
-    add("--trials-nas", type=int, default=8, help="trials of nas-code and of each nas-space run (default 8)")
+    add("--trials-speedup", type=int, default=8, help="trials of code-speedup (default 8)")
+    add("--trials-nas", type=int, default=6, help="trials of nas-code and of each nas-space run (default 6)")
     add("--only", type=_csv, default=list(RUNS), help=f"comma list of runs (default all: {','.join(RUNS)})")
-    add("--cap", type=float, default=600.0, help="seconds one run may take before it is stopped (default 600)")
+    add("--cap", type=float, default=540.0, help="seconds one run may take before it is stopped (default 540)")
     add("--repeats", type=int, default=10, help="repetitions of the sandbox overhead measurement (default 10)")
     add("--dir", help="work here and keep the copies and databases (default: a temporary folder, removed)")
     add("--out", help="write the markdown report here")

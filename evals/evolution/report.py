@@ -23,7 +23,13 @@ DEFINITIONS = (
     "not found; already tried = the program equals one tried before (after whitespace and comments); other = "
     "no reply (a timeout, a server error) or anything else",
     "edited trials: trials whose program came from an applied edit (not trial 0, not the partner's fallback)",
-    "speed-up: trial 0's seconds / the best complete trial's seconds",
+    "speed-up: trial 0's seconds / the best complete trial's seconds; *over its fastest run*: the fastest of every "
+    "complete trial that ran the starting program (trial 0, and the partner's fallbacks that re-ran it) / the "
+    "best: timing noise on a shared machine moves one program's time by tens of percent",
+    "best is the starting program: the best trial's program equals trial 0's after collapsing whitespace (an "
+    "edit that only adds code around an unchanged function is not caught: read the program)",
+    "best by proposer: the best value of the trials each proposer made (`evolve`/`llm` = the model's; `bo` = "
+    "the partner's or BO's)",
 )
 
 
@@ -70,9 +76,20 @@ def _header(results: Mapping[str, Any]) -> list[str]:
     for name, entry in results["runs"].items():
         process = entry["process"]
         lines.append(f"- {name}: `{' '.join(process['argv'])}` in a copy of `examples/{entry['example']}`")
-        if process["exit"] != 0 or "error" in entry:
-            why = entry.get("error") or process["output_tail"].strip().splitlines()[-1:]
-            lines.append(f"  - exit {process['exit']}: {cell(why)}")
+        if process["cut_at_cap"]:
+            after = process.get("exit_s_after_sigterm")
+            lines.append(
+                "  - stopped at the cap with SIGTERM; "
+                + (
+                    f"it exited {after:.0f} s later (status {process['exit']})"
+                    if after is not None
+                    else "it was still running after the grace time and was killed (SIGKILL)"
+                )
+            )
+        elif process["exit"] != 0:
+            lines.append(f"  - exit {process['exit']}: {cell(process['output_tail'].strip().splitlines()[-1:])}")
+        if "error" in entry:
+            lines.append(f"  - no study to read: {cell(entry['error'])}")
     return lines
 
 
@@ -190,15 +207,30 @@ def _speedup(results: Mapping[str, Any]) -> list[str]:
     if s is None:
         return []
     base, best = s["baseline"], s["best"]
+    again = s.get("speedup_vs_best_start_run")
+    same = s.get("best_is_start_program")
     row = [
         str(s["trials"]),
         num(base["value"], 4) if base else "n/a",
+        ", ".join(num(v, 4) for v in s.get("start_program_values", [])) or "n/a",
         f"{num(best['value'], 4)} (trial {best['number']}, {best['proposer']})" if best else "n/a",
+        "n/a" if same is None else ("yes" if same else "no"),
         "n/a" if s["speedup"] is None else f"**{s['speedup']:.2f}x**",
+        "n/a" if again is None else f"{again:.2f}x",
         f"{s['failed_at_stage']} of {s['trials']}",
         str(s["failed_after_stage"]),
     ]
-    header = ["trials", "baseline s (trial 0)", "best s", "speed-up", "failed the tests stage", "failed after it"]
+    header = [
+        "trials",
+        "baseline s (trial 0)",
+        "every run of the starting program, s",
+        "best s",
+        "best is the starting program",
+        "speed-up",
+        "over its fastest run",
+        "failed the tests stage",
+        "failed after it",
+    ]
     return ["", "## Speed-up found (code-speedup)", "", *table(header, [row])]
 
 
@@ -223,6 +255,7 @@ def _architecture(results: Mapping[str, Any]) -> list[str]:
                 num(base["value"], 4) if base else "n/a",
                 str(s["failed"]),
                 num(s["model_s_total"]),
+                ", ".join(f"{p} {v:.4g}" for p, v in s.get("best_by_proposer", {}).items()),
                 shown if name != "nas-code" else "(a program)",
             ]
         )
@@ -236,9 +269,10 @@ def _architecture(results: Mapping[str, Any]) -> list[str]:
         "trial 0",
         "failed",
         "model s",
+        "best by proposer",
         "best point",
     ]
-    return ["", "## Architecture search: best validation accuracy", "", *table(header, rows, text=(0, 1, 9))]
+    return ["", "## Architecture search: best validation accuracy", "", *table(header, rows, text=(0, 1, 9, 10))]
 
 
 def render(results: Mapping[str, Any]) -> str:

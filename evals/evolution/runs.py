@@ -27,6 +27,8 @@ EXAMPLES = ROOT / "examples"
 #: Not copied with an example: a study the user ran there, caches, trial folders left by a killed run.
 IGNORE = shutil.ignore_patterns("*.db", "*.db-wal", "*.db-shm", "__pycache__", "tunesmith-trial-*")
 POLL_S = 5.0
+#: Seconds a run may take to exit after SIGTERM before its process group is killed.
+GRACE_S = 30.0
 
 
 def log(message: str) -> None:
@@ -69,7 +71,8 @@ def run_cli(folder: Path, trials: int, cap_s: float, label: str) -> dict[str, An
     proc = subprocess.Popen(
         argv, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
     )
-    cut, shown = False, -1
+    cut, killed, shown = False, False, -1
+    termed = 0.0
     try:
         while proc.poll() is None:
             elapsed = time.monotonic() - started
@@ -79,10 +82,12 @@ def run_cli(folder: Path, trials: int, cap_s: float, label: str) -> dict[str, An
                 shown = done
             if elapsed > cap_s and not cut:
                 log(f"{label}: past the cap of {cap_s:.0f} s: stopping the run (SIGTERM)")
-                cut = True
+                cut, termed = True, time.monotonic()
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-            if cut and elapsed > cap_s + 60:
+            if cut and not killed and time.monotonic() - termed > GRACE_S:
+                log(f"{label}: still running {GRACE_S:.0f} s after SIGTERM: SIGKILL")
+                killed = True
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -93,7 +98,8 @@ def run_cli(folder: Path, trials: int, cap_s: float, label: str) -> dict[str, An
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         out.close()
-    wall = time.monotonic() - started
+    ended = time.monotonic()
+    wall = ended - started
     output = (folder / "cli.log").read_text(errors="replace")
     log(f"{label}: exit {proc.returncode} after {wall:.0f} s, {_finished(folder / 'bench.db')} trials finished")
     return {
@@ -101,6 +107,8 @@ def run_cli(folder: Path, trials: int, cap_s: float, label: str) -> dict[str, An
         "exit": proc.returncode,
         "wall_s": wall,
         "cut_at_cap": cut,
+        "killed_after_grace": killed,
+        "exit_s_after_sigterm": ended - termed if cut and not killed else None,
         "output_tail": output[-1500:],
     }
 

@@ -194,9 +194,10 @@ def summarize(study: Study, *, stage: str | None = None, wall_s: float | None = 
     baseline = next((t for t in trials if t.number == 0), None)
     best = best_trial(study)
     base_value = baseline.value if baseline is not None and baseline.state == "complete" else None
-    speedup = None
-    if best is not None and base_value is not None and best.value:
-        speedup = base_value / best.value if study.direction == "minimize" else best.value / base_value
+    speedup = _ratio(base_value, best.value if best else None, study.direction)
+    start = [t for t in trials if baseline is not None and t.state == "complete" and _program(t) == _program(baseline)]
+    start_values = [t.value for t in start if t.value is not None]
+    fastest_start = _better(study.direction)(start_values) if start_values else None
     return {
         "study": study.name,
         "direction": study.direction,
@@ -230,7 +231,32 @@ def summarize(study: Study, *, stage: str | None = None, wall_s: float | None = 
         "baseline": None if baseline is None else _point(baseline),
         "best": None if best is None else _point(best),
         "speedup": speedup,
+        "start_program_values": start_values,
+        "speedup_vs_best_start_run": _ratio(fastest_start, best.value if best else None, study.direction),
+        "best_is_start_program": None if best is None or baseline is None else _program(best) == _program(baseline),
+        "best_by_proposer": _best_by_proposer(trials, study.direction),
     }
+
+
+def _ratio(base: float | None, best: float | None, direction: str) -> float | None:
+    """How many times better ``best`` is than ``base``: base / best when minimizing, best / base when maximizing."""
+    if base is None or best is None or not best or not base:
+        return None
+    return base / best if direction == "minimize" else best / base
+
+
+def _program(trial: TrialRecord) -> tuple[str, ...]:
+    """A trial's text parameters (its program) with whitespace collapsed: what "the same program" compares."""
+    return tuple(" ".join(v.split()) for _, v in sorted(trial.params.items()) if isinstance(v, str))
+
+
+def _best_by_proposer(trials: Sequence[TrialRecord], direction: str) -> dict[str, float]:
+    """The best complete value each proposer's trials reached."""
+    values: dict[str, list[float]] = {}
+    for t in trials:
+        if t.state == "complete" and t.value is not None:
+            values.setdefault(t.proposer, []).append(t.value)
+    return {proposer: _better(direction)(v) for proposer, v in sorted(values.items())}
 
 
 def _point(trial: TrialRecord) -> dict[str, Any]:

@@ -96,6 +96,10 @@ def test_statistics_of_a_tiny_stored_study(tmp_path: Path) -> None:
     assert s["stage_s_median"] == 0.25 and s["wall_s_per_trial"] == 2.0
     assert s["model_s_per_proposal"] == pytest.approx(e["latency_s_total"] / 3)
     assert s["best"]["params"]["x"] == pytest.approx(study.trials[3].params["x"])
+    # trial 2 is the partner's fallback: the starting program again, slower; the best is an edited program
+    assert s["start_program_values"] == [2.0, 3.0] and s["best_is_start_program"] is False
+    assert s["speedup_vs_best_start_run"] == pytest.approx(4.0)
+    assert s["best_by_proposer"] == {"bo": 3.0, "evolve": 0.5}
     json.dumps(s)  # the JSON report holds it as it is
 
 
