@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -271,3 +274,31 @@ def _problem_tables(summary: Mapping[str, Any]) -> list[str]:
         ]
         lines += _table(header, rows)
     return lines
+
+
+def run_and_report(
+    run: Callable[[], Any],
+    render: Callable[[Any], str],
+    *,
+    summarize: str | None,
+    out: str | None,
+    json_out: str | None,
+) -> int:
+    """What a harness's ``main`` does after parsing: measure (or read ``summarize``, a JSON of an earlier run), print
+    the Markdown report, and write it to ``out`` and the results to ``json_out``.
+
+    While measuring, SIGTERM exits through the harness's ``finally`` blocks (``timeout`` or ``kill`` then kills
+    everything it started) instead of leaving its processes behind.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        results = json.loads(Path(summarize).read_text()) if summarize else run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    markdown = render(results)
+    print(markdown)
+    if out:
+        Path(out).write_text(markdown)
+    if json_out and not summarize:
+        Path(json_out).write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -20,6 +18,7 @@ from typing import Any
 from evals.evolution.report import render
 from evals.evolution.runs import EXAMPLES, log, prepare, run_cli, sandbox_overhead
 from evals.evolution.stats import read_study, summarize
+from evals.report import run_and_report
 
 
 @dataclass(frozen=True)
@@ -108,22 +107,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     return results
 
 
-def _exit(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _exit)  # `kill` stops the harness through its finally blocks
-    try:
-        results = json.loads(Path(args.summarize).read_text()) if args.summarize else run(args, argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    markdown = render(results)
-    print(markdown)
-    if args.out:
-        Path(args.out).write_text(markdown)
-    if args.json and not args.summarize:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
-    return 0
+    return run_and_report(lambda: run(args, argv), render, summarize=args.summarize, out=args.out, json_out=args.json)

@@ -8,12 +8,10 @@ carrying the run's mark is killed before the harness exits.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ from agent.logs import set_verbosity
 from evals.reliability import kill9, leaks, models, race
 from evals.reliability.common import Context, Outcome, Row, error_row, kill_marked
 from evals.reliability.report import render
+from evals.report import run_and_report
 
 SCENARIOS = ("kill9", "race", "models", "secrets")
 
@@ -138,25 +137,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def _exit(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     set_verbosity(logging.WARNING)  # the faults' own lines, not one per trial of every scenario
-    # `timeout` or `kill` stops the harness through its finally blocks, which kill everything it started.
-    previous = signal.signal(signal.SIGTERM, _exit)
-    try:
-        results = json.loads(Path(args.summarize).read_text()) if args.summarize else run(args, argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    markdown = render(results)
-    print(markdown)
-    if args.out:
-        Path(args.out).write_text(markdown)
-    if args.json and not args.summarize:
-        Path(args.json).write_text(json.dumps(results, indent=1, default=str) + "\n")
-    return 0
+    return run_and_report(lambda: run(args, argv), render, summarize=args.summarize, out=args.out, json_out=args.json)
