@@ -1,9 +1,10 @@
 """Budgets: how much a study may spend, and the running account of what it has spent.
 
 ``trials`` counts the study's trials across every run and worker (a resumed study continues towards the
-same total; trials interrupted by a dead process do not count). ``tokens`` and ``usd`` count the
-study's model calls, also across runs. ``wall_time`` bounds one call of ``optimize`` (one
-``tunesmith run``), like a job's time limit. A trial already running when a limit is reached finishes.
+same total; trials interrupted by a dead process do not count). ``tokens``, ``usd`` and ``model_calls``
+count the study's model calls (the proposer's, and a task model's scoring prompts), also across runs.
+``wall_time`` bounds one call of ``optimize`` (one ``tunesmith run``), like a job's time limit. A trial
+already running when a limit is reached finishes.
 """
 
 from __future__ import annotations
@@ -57,12 +58,15 @@ class Budget:
         wall_time: seconds, or a string such as ``"30m"``, for one ``optimize`` call.
         tokens: total model tokens (prompt + completion) for the study.
         usd: total model spend in US dollars for the study (prices: :mod:`agent.llm.pricing`).
+        model_calls: total model calls for the study, failed ones included: the natural unit when a task
+            model scores each prompt on a dev set (one call per example).
     """
 
     trials: int | None = None
     wall_time: float | str | None = None
     tokens: int | None = None
     usd: float | None = None
+    model_calls: int | None = None
 
     def __post_init__(self) -> None:
         if self.trials is not None and (
@@ -75,10 +79,19 @@ class Budget:
             not isinstance(self.tokens, int) or isinstance(self.tokens, bool) or self.tokens < 1
         ):
             raise ValueError(f"Budget.tokens must be a positive integer, got {self.tokens!r}")
+        if self.model_calls is not None and (
+            not isinstance(self.model_calls, int) or isinstance(self.model_calls, bool) or self.model_calls < 1
+        ):
+            raise ValueError(f"Budget.model_calls must be a positive integer, got {self.model_calls!r}")
         if self.usd is not None and (
             isinstance(self.usd, bool) or not isinstance(self.usd, int | float) or not self.usd > 0
         ):
             raise ValueError(f"Budget.usd must be a positive number, got {self.usd!r}")
+
+    @property
+    def limits_spend(self) -> bool:
+        """Whether model calls must be checked against the study's spend before they are made."""
+        return self.tokens is not None or self.usd is not None or self.model_calls is not None
 
     @property
     def wall_time_s(self) -> float | None:
@@ -110,7 +123,7 @@ class BudgetAccount:
     @property
     def counts_spend(self) -> bool:
         """Whether :meth:`exhausted` needs the study's model spend."""
-        return self.budget.tokens is not None or self.budget.usd is not None
+        return self.budget.limits_spend
 
     def exhausted(self, spend: Spend | None = None) -> str | None:
         """Why no new trial may start (trial counts are checked by storage, atomically), or None."""
@@ -121,4 +134,6 @@ class BudgetAccount:
             return "token budget"
         if spend is not None and self.budget.usd is not None and spend.usd >= self.budget.usd:
             return "money budget"
+        if spend is not None and self.budget.model_calls is not None and spend.calls >= self.budget.model_calls:
+            return "call budget"
         return None

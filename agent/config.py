@@ -155,15 +155,18 @@ class BudgetConfig(_Config):
     wall_time: Duration | None = Field(default=None, description="seconds (or '30m') for one optimize call")
     tokens: int | None = Field(default=None, ge=1, description="total model tokens for the study")
     usd: float | None = Field(default=None, gt=0, description="total model spend in USD for the study")
+    model_calls: int | None = Field(default=None, ge=1, description="total model calls for the study")
 
     @property
     def is_set(self) -> bool:
-        return any(v is not None for v in (self.trials, self.wall_time, self.tokens, self.usd))
+        return any(v is not None for v in (self.trials, self.wall_time, self.tokens, self.usd, self.model_calls))
 
     def to_budget(self) -> Budget | None:
         if not self.is_set:
             return None
-        return Budget(trials=self.trials, wall_time=self.wall_time, tokens=self.tokens, usd=self.usd)
+        return Budget(
+            trials=self.trials, wall_time=self.wall_time, tokens=self.tokens, usd=self.usd, model_calls=self.model_calls
+        )
 
 
 class StudyConfig(_Config):
@@ -257,7 +260,13 @@ def proposer_option_keys(kind: object, loc: Sequence[str | int]) -> list[str] | 
 
 
 def _budget_fields(budget: Budget) -> dict[str, Any]:
-    return {"trials": budget.trials, "wall_time": budget.wall_time, "tokens": budget.tokens, "usd": budget.usd}
+    return {
+        "trials": budget.trials,
+        "wall_time": budget.wall_time,
+        "tokens": budget.tokens,
+        "usd": budget.usd,
+        "model_calls": budget.model_calls,
+    }
 
 
 def _kwarg_key(loc: Sequence[str | int]) -> str:

@@ -72,6 +72,7 @@ LAYOUT: dict[str, dict[str, tuple[str, ...]]] = {
         "wall_time": ("budget", "wall_time"),
         "tokens": ("budget", "tokens"),
         "usd": ("budget", "usd"),
+        "model_calls": ("budget", "model_calls"),
     },
 }
 _SECTIONS = ("study", "space", "objective", "proposer", "budget", "enqueue")
@@ -85,9 +86,11 @@ class ObjectiveConfig:
     kind: str
     options: BaseModel
     metric: str | None = None
+    direction: str | None = None
+    model: str | None = None
 
     def evaluator(self, folder: Path | None = None, space: Space | None = None) -> Evaluator:
-        context = EvaluatorContext(folder, space, self.metric)
+        context = EvaluatorContext(folder, space, self.metric, direction=self.direction, model=self.model)
         return EVALUATORS.build(self.kind, self.options, context, where="objective")
 
     @property
@@ -297,10 +300,19 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
 
     objective: ObjectiveConfig | None = None
     if "objective" in raw and tables["objective"] is not None:
-        context = EvaluatorContext(path.parent, space, parameters=space_table.names or None)
+        study_table = tables["study"] or {}
+        context = EvaluatorContext(
+            path.parent,
+            space,
+            metric=_text_or_none(tables["objective"].get("metric")),
+            parameters=space_table.names or None,
+            direction=_text_or_none(study_table.get("direction", "minimize")),
+            model=_text_or_none((tables["proposer"] or {}).get("model")),
+        )
         objective = _objective(rest["objective"], setting_problems["objective"], context, found["objective"])
         if objective is not None and config is not None:
-            objective = ObjectiveConfig(objective.kind, objective.options, config.metric)
+            model = None if config.search.model is None else str(config.search.model)
+            objective = ObjectiveConfig(objective.kind, objective.options, config.metric, config.direction, model)
     else:
         found["objective"] += setting_problems["objective"]
 
@@ -373,6 +385,11 @@ def _model_readiness(search: Mapping[str, Any]) -> list[str]:
     except ConfigError:
         return []
     return [f"proposer.model: {problem}" for problem in model_problems(spec, api_key_env)]
+
+
+def _text_or_none(value: object) -> str | None:
+    """A setting as the objective's checks may read it: a faulty one is reported elsewhere, and read as unset."""
+    return value if isinstance(value, str) else None
 
 
 def _objective(

@@ -59,6 +59,7 @@ class StopReason(enum.StrEnum):
     WALL_TIME = "wall time"
     TOKEN_BUDGET = "token budget"
     MONEY_BUDGET = "money budget"
+    CALL_BUDGET = "call budget"
     REPEATED_FAILURE = "repeated failure"
     ERROR = "error"
 

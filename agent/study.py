@@ -55,7 +55,14 @@ from agent.storage import (
 )
 from agent.trial import Proposal, Trial, TrialState
 from agent.worker import WorkerLease
-from tools.evaluation import Evaluation, Evaluator, ObjectiveOutputError, read_outcome
+from tools.evaluation import (
+    Evaluation,
+    Evaluator,
+    ObjectiveOutputError,
+    StudyEvaluator,
+    numeric_metrics,
+    read_outcome,
+)
 from tools.function import FunctionEvaluator
 from tools.processes import clean_leftovers
 
@@ -63,6 +70,7 @@ if TYPE_CHECKING:
     import pandas
 
     from agent.llm.gateway import ModelGateway
+    from agent.llm.spec import Role
     from agent.storage.base import Clash
 
 log = logging.getLogger(__name__)
@@ -96,6 +104,8 @@ class Study:
         #: scrubbed before storing).
         self.search = search if search is not None else SearchConfig.from_settings(record.settings)
         self._gateway: ModelGateway | None = None
+        self._task_gateways: dict[object, ModelGateway] = {}  # by spec (or client object): one server per model
+        self._gateway_lock = threading.Lock()
         self._run: BudgetAccount | None = None  # the budget of the current optimize call, and its clock
         self._cache = TrialCache(storage, record.id, self.space)
         self._lease: WorkerLease | None = None
@@ -120,14 +130,7 @@ class Study:
             kind = search.proposer
             if search.model is not None and kind in PROPOSERS and uses_model(kind):
                 try:
-                    from agent.llm import make_client
-                    from agent.llm.gateway import ModelGateway
-
-                    client = self._llm or make_client(search.model, self._storage, search.api_key_env)
-                    self._gateway = ModelGateway(
-                        client, self._storage, self.id, free=search.model.is_free, prices=search.price_table()
-                    )
-                    self._hold_model_to_run()
+                    self._gateway = self._new_gateway(search.model, self._llm)
                 except Exception as exc:  # ConfigError: a client object not passed again; LLMError: no backend
                     log.warning("the model %s cannot be used (%s); proposing with BO instead", search.model, exc)
                     kind = "bo"
@@ -136,10 +139,60 @@ class Study:
             self._proposer = make_proposer(kind, options, context)
         return self._proposer
 
+    def task_gateway(self, model: ModelSpec | str | LLMClient | None = None) -> ModelGateway:
+        """The door for a model an evaluator calls (a task model scoring prompts on a dev set).
+
+        Its calls are the study's: recorded with it, priced, and held to the same token, money, call and wall
+        time budget as the proposer's, so one budget bounds the whole optimization. The study's own model is
+        shared rather than started twice (one local server, one client). ``model`` is a spec or a client
+        object; None means the study's model.
+
+        Raises:
+            ConfigError: no model given and the study has none, or a spec none of the accepted forms.
+            LLMError: the backend cannot start (a missing package or file; the message says what to install).
+        """
+        if model is None:
+            if self.search.model is None:
+                raise ConfigError('the study has no model to evaluate with: name a task model, e.g. task_model="local"')
+            model = self.search.model
+        client: LLMClient | None = None
+        if isinstance(model, LLMClient):
+            client, spec = model, ModelSpec.of_client(model)
+            key: object = id(model)
+        else:
+            spec = ModelSpec.parse(model)
+            key = str(spec)
+            # One model, one client: but a replay answers each role from its own recorded calls.
+            if self.search.model is not None and key == str(self.search.model) and spec.backend != "replay":
+                self.proposer  # noqa: B018 -- builds the study's own gateway, when its proposer uses the model
+                if self._gateway is not None:
+                    return self._gateway
+                client = self._llm
+        with self._gateway_lock:
+            if key not in self._task_gateways:
+                self._task_gateways[key] = self._new_gateway(spec, client, role="task")
+            return self._task_gateways[key]
+
+    def _new_gateway(self, spec: ModelSpec, client: LLMClient | None, role: Role = "optimizer") -> ModelGateway:
+        from agent.llm import make_client
+        from agent.llm.gateway import ModelGateway
+
+        search = self.search
+        client = client or make_client(spec, self._storage, search.api_key_env, role=role)
+        gateway = ModelGateway(client, self._storage, self.id, free=spec.is_free, prices=search.price_table())
+        gateway.budget = None if self._run is None else self._run.budget
+        gateway.deadline = None if self._run is None else self._run.deadline
+        return gateway
+
+    def _gateways(self) -> list[ModelGateway]:
+        own = [] if self._gateway is None else [self._gateway]
+        return own + [g for g in self._task_gateways.values() if g is not self._gateway]
+
     @property
     def model_refused(self) -> str | None:
-        """Why the study's model refused its last call under the current budget ("token budget", ...), or None."""
-        return None if self._gateway is None else self._gateway.refused
+        """Why a model of the study (its own, or a task model) refused its last call under the current budget
+        ("token budget", ...), or None."""
+        return next((g.refused for g in self._gateways() if g.refused is not None), None)
 
     def spend(self) -> Spend:
         """Tokens and money the study's model calls have used so far."""
@@ -224,7 +277,8 @@ class Study:
                 that hold the GIL; the objective must be importable), or an :class:`~agent.executors.Executor`.
             prefetch: prepare the next proposal while trials run, so a model's latency overlaps evaluation.
                 By default on with several workers or a model; off for a sequential model-free run, where
-                the next proposal is better made once the running trial's result is known.
+                the next proposal is better made once the running trial's result is known, and for a
+                proposer whose ``prefetch`` attribute is False (``prompt``: it reflects on the last result).
             max_consecutive_failures: stop when this many trials of this call fail in a row with the same
                 error before any of its trials completes (a typo in the objective, a missing package); None
                 never stops for that.
@@ -247,9 +301,14 @@ class Study:
         evaluator: Evaluator = objective if hasattr(objective, "evaluate") else FunctionEvaluator(objective)
         runner = make_executor(executor or ("threads" if workers > 1 else "inline"), workers)
         self.recover_interrupted(requeue=requeue_interrupted)
-        self.prefetch = (runner.max_workers > 1 or self.model is not None) if prefetch is None else prefetch
+        if prefetch is None:  # a proposer that must see the last result (a reflection on it) says so
+            prefetch = runner.max_workers > 1 or (self.model is not None and getattr(self.proposer, "prefetch", True))
+        self.prefetch = prefetch
         self._set_run_budget(budget)
+        hooks = evaluator if isinstance(evaluator, StudyEvaluator) else None
         try:
+            if hooks is not None:
+                hooks.start_run(self)
             coordinator = Coordinator(self, evaluator, runner, n_trials, self._run, callbacks, max_consecutive_failures)
             summary = coordinator.run()
         except BaseException:
@@ -269,6 +328,8 @@ class Study:
         self._set_run_budget(None)  # an ask() after the run is not held to this run's budget
         if summary.repeated_failure is not None:
             raise summary.repeated_failure
+        if hooks is not None:
+            hooks.end_run(self, summary)
         return summary
 
     def _set_run_budget(self, budget: Budget | None) -> None:
@@ -278,9 +339,9 @@ class Study:
         self._hold_model_to_run()
 
     def _hold_model_to_run(self) -> None:
-        if self._gateway is not None:
-            self._gateway.budget = None if self._run is None else self._run.budget
-            self._gateway.deadline = None if self._run is None else self._run.deadline
+        for gateway in self._gateways():
+            gateway.budget = None if self._run is None else self._run.budget
+            gateway.deadline = None if self._run is None else self._run.deadline
 
     # Ask / tell ---------------------------------------------------------------------------------------
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
@@ -387,6 +448,7 @@ class Study:
                 seed=self.seed,
                 context=self.context,
                 known_keys=self._cache.keys(),
+                read_artifact=self._storage.get_artifact,
             )
             pending = [t.params for t in self._cache.running()]
             try:
@@ -454,6 +516,10 @@ class Study:
             feedback = value.feedback or feedback
             if value.error is not None:
                 state = TrialState.FAILED
+            elif value.pruned:
+                state = TrialState.PRUNED
+            for name, content in value.artifacts.items():  # before the trial is finished: readers see them with it
+                self.add_artifact(number, name, content)
             value = value.output
         metrics: dict[str, float] = {}
         result: float | None = None
@@ -462,6 +528,8 @@ class Study:
                 result, metrics = read_outcome(value, self.metric)
             except ObjectiveOutputError as exc:  # said in the trial's line below
                 state, error = TrialState.FAILED, str(exc)
+        elif state is TrialState.PRUNED and isinstance(value, Mapping):
+            metrics = numeric_metrics(value)  # what was measured before it stopped; no value to compete with
         elif state is TrialState.RUNNING:
             raise ValueError("tell needs a finished state: complete, failed or pruned")
         finished = self._storage.finish_trial(

@@ -1,4 +1,5 @@
-"""A study in numbers: counts by state, best trial, and what each proposer contributed.
+"""A study in numbers: counts by state, best trial, what each proposer contributed, what the model cost (and
+how much of it a task model spent scoring candidates), and held-out scores.
 
 Shared by ``tunesmith status``, ``tunesmith run``'s closing table and ``--json`` output, so the three
 never disagree.
@@ -32,6 +33,7 @@ def summarize(study: Study) -> dict[str, Any]:
             "proposer": incumbent.proposer,
         }
     spend = study.spend()
+    task_calls = sum(int(t.metrics.get("task_calls", 0)) for t in trials)
     return {
         "name": study.name,
         "direction": study.direction,
@@ -46,6 +48,17 @@ def summarize(study: Study) -> dict[str, Any]:
             "tokens": spend.tokens,
             "usd": round(spend.usd, 6),
         },
+        "task_model": (
+            {"calls": task_calls, "tokens": sum(int(t.metrics.get("task_tokens", 0)) for t in trials)}
+            if task_calls
+            else None
+        ),
+        "held_out": [
+            {"trial": t.number, "metric": key.removeprefix("test_"), "score": value}
+            for t in trials
+            for key, value in t.user_attrs.items()
+            if key.startswith("test_") and isinstance(value, int | float)
+        ],
         "trials": len(trials),
         "states": {s.value: states.get(s.value, 0) for s in TrialState},
         "best": best,

@@ -193,7 +193,9 @@ def test_stored_settings_of_kinds_unknown_here_still_load() -> None:
 def test_search_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="model 'gpt-4o' is not understood"):
         SearchConfig(model="gpt-4o")
-    with pytest.raises(ValueError, match="expected one of 'random', 'bo', 'llm', 'auto', 'evolve', got 'genetic'"):
+    with pytest.raises(
+        ValueError, match="expected one of 'random', 'bo', 'llm', 'auto', 'evolve', 'prompt', got 'genetic'"
+    ):
         SearchConfig(proposer="genetic")
     with pytest.raises(ValueError, match='the "llm" proposer needs a model'):
         SearchConfig(proposer="llm")

@@ -214,8 +214,8 @@ def test_a_registered_objective_kind_is_a_job_file_key(tmp_path: Path, constant_
     assert job.objective.kind == "constant"
     assert job.evaluator().evaluate({}, make_trial()).output == 0.5
     assert problems_of(write_job(tmp_path, job_text(objective='metric = "loss"\n'))) == [
-        'objective: set exactly one of command = ["{python}", "train.py", "{lr}"], function = "module:fn" '
-        "or constant = 1.0"
+        'objective: set exactly one of command = ["{python}", "train.py", "{lr}"], function = "module:fn", '
+        'dataset = "dev.jsonl" or constant = 1.0'
     ]
 
 
@@ -253,8 +253,8 @@ BROKEN = [
         "unknown key in [objective]",
         job_text(objective=COMMAND_LR + 'metirc = "loss"\n', space=SPACE_ONE),
         [
-            "objective.metirc: unknown key (allowed here: command, function, metric, timeout, env, pass_env, "
-            "cascade, sandbox)"
+            "objective.metirc: unknown key (allowed here: command, function, dataset, metric, timeout, env, pass_env, "
+            "cascade, sandbox, prompt, system, pipeline, task_model, test, minibatch, temperature, max_tokens)"
         ],
     ),
     (
@@ -318,12 +318,18 @@ BROKEN = [
     (
         "both command and function",
         job_text(objective=COMMAND_LR + 'function = "train:objective"\n'),
-        ['objective: set exactly one of command = ["{python}", "train.py", "{lr}"] or function = "module:fn"'],
+        [
+            'objective: set exactly one of command = ["{python}", "train.py", "{lr}"], function = "module:fn" or '
+            'dataset = "dev.jsonl"'
+        ],
     ),
     (
         "neither command nor function",
         job_text(objective='metric = "loss"\n'),
-        ['objective: set exactly one of command = ["{python}", "train.py", "{lr}"] or function = "module:fn"'],
+        [
+            'objective: set exactly one of command = ["{python}", "train.py", "{lr}"], function = "module:fn" or '
+            'dataset = "dev.jsonl"'
+        ],
     ),
     (
         "timeout ten minutes",

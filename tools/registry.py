@@ -48,12 +48,17 @@ class EvaluatorContext:
         parameters: the parameter names checks may refer to (command placeholders), when they are known
             but the space is not: a job file whose parameter definition is faulty still declares its name,
             so the other checks run in the same pass. None means the space's names.
+        direction: the study's direction, for evaluators whose score only makes sense one way (a dev-set
+            accuracy is maximized); None when unknown.
+        model: the study's model spec, for evaluators that call a model and default to the study's.
     """
 
     folder: Path | None = None
     space: Space | None = None
     metric: str | None = None
     parameters: tuple[str, ...] | None = None
+    direction: str | None = None
+    model: str | None = None
 
     def parameter_names(self) -> tuple[str, ...] | None:
         """The parameters a check may refer to; None when unknown (then it cannot check the references)."""

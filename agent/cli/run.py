@@ -270,6 +270,7 @@ def _print_plan(job: Job, args: argparse.Namespace) -> None:
         f"wall time {budget.wall_time:g} s" if budget.wall_time else "",
         f"{budget.tokens} tokens" if budget.tokens else "",
         f"${budget.usd:g}" if budget.usd else "",
+        f"{budget.model_calls} model calls" if budget.model_calls else "",
     ]
     model = f" with model {c.search.model}" if c.search.model is not None else ""
     rows = [

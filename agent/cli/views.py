@@ -93,6 +93,13 @@ def print_summary(study: Study, stopped: str | None) -> None:
             markup=False,
             soft_wrap=True,
         )
+    if s["task_model"]:
+        task = s["task_model"]
+        out.print(
+            f"  of which scoring candidates (the task model): {task['calls']} calls, {task['tokens']:,} tokens",
+            markup=False,
+            soft_wrap=True,
+        )
     if s["best"]:
         best = s["best"]
         table = Table(title=f"Best trial #{best['number']}: {number(best['value'])} ({best['proposer']})")
@@ -106,6 +113,20 @@ def print_summary(study: Study, stopped: str | None) -> None:
             for name, value in others.items():
                 table.add_row(f"[dim]metric[/] {escape(name)}", number(value))
         out.print(table)
+    if s["held_out"]:
+        best_number = s["best"]["number"] if s["best"] else None
+        first = min(row["trial"] for row in s["held_out"])  # the initial candidate is scored first of all
+        labels = {first: "initial"} | ({best_number: "best"} if best_number is not None else {})
+        if first == best_number:
+            labels[first] = "initial and best"
+        rows = sorted(s["held_out"], key=lambda row: row["trial"])
+        scores = ", ".join(
+            f"trial {row['trial']}"
+            + (f" ({labels[row['trial']]})" if row["trial"] in labels else "")
+            + f" {number(row['score'])}"
+            for row in rows
+        )
+        out.print(f"Held-out test split ({s['held_out'][0]['metric']}): {scores}", markup=False, soft_wrap=True)
     mix = Table(title="Proposers")
     mix.add_column("proposer")
     mix.add_column("trials", justify="right")
@@ -190,8 +211,11 @@ def print_trial(study: Study, trial: Trial, call: LLMCallRecord | None) -> None:
         _section("output (the end of what it printed)", trial.feedback.splitlines())
     if trial.artifacts:
         _section("artifacts", [f"{name} ({digest[:12]})" for name, digest in trial.artifacts.items()])
-    if "diff" in trial.artifacts:  # an edited program: what changed against its parent
+    if "diff" in trial.artifacts:  # an edited program or prompt: what changed against its parent
         _section("diff against the parent", study.artifact(trial, "diff").decode(errors="replace").splitlines())
+    for name, title in (("examples", "dev examples"), ("test", "held-out test examples")):
+        if name in trial.artifacts:
+            _section(title, _example_lines(study, trial, name))
     if call is not None:
         tokens = f"{call.prompt_tokens}+{call.completion_tokens} tokens"
         _section(
@@ -201,6 +225,33 @@ def print_trial(study: Study, trial: Trial, call: LLMCallRecord | None) -> None:
         for message in call.messages:
             _section(f"  prompt: {message.get('role', '?')}", str(message.get("content", "")).splitlines(), indent=4)
         _section("  reply", (call.reply or call.error or "").splitlines(), indent=4)
+
+
+def _example_lines(study: Study, trial: Trial, name: str, shown: int = 10) -> list[str]:
+    """How a trial did on each dev example: the count, which examples flipped against its parent, the misses."""
+    from tools.prompt_eval import read_results
+
+    results = read_results(study.artifact(trial, name))
+    right = sum(1 for r in results if float(r.get("score", 0.0)) >= 1.0)
+    lines = [f"{right} of {len(results)} scored 1"]
+    parent = next((t for t in study.trials if trial.parents and t.number == trial.parents[0]), None)
+    if parent is not None and name in parent.artifacts:
+        before = {r.get("line"): float(r.get("score", 0.0)) for r in read_results(study.artifact(parent, name))}
+        now = {r.get("line"): float(r.get("score", 0.0)) for r in results}
+        gained = [str(line) for line, score in now.items() if line in before and score > before[line]]
+        lost = [str(line) for line, score in now.items() if line in before and score < before[line]]
+        lines.append(
+            f"against trial {parent.number}: better on lines {', '.join(gained) or 'none'}; "
+            f"worse on lines {', '.join(lost) or 'none'}"
+        )
+    missed = [r for r in results if float(r.get("score", 0.0)) < 1.0]
+    for r in missed[:shown]:
+        expected = r.get("expected")
+        expected = expected[0] if isinstance(expected, list) and expected else expected
+        lines.append(f"line {r.get('line')}: expected {expected!r}, got {r.get('output')!r}")
+    if len(missed) > shown:
+        lines.append(f"... and {len(missed) - shown} more")
+    return lines
 
 
 def print_json(data: object) -> None:

@@ -57,12 +57,12 @@ Check = Callable[[Completion], str | None]
 
 
 class ModelBudgetExhausted(LLMError, BudgetExhausted):
-    """A model call refused before any request: the study's token or money budget, or the run's wall time,
+    """A model call refused before any request: the study's token, money or call budget, or the run's wall time,
     cannot cover it.
 
-    ``reason`` is ``"token budget"``, ``"money budget"`` or ``"wall time"`` (a :class:`agent.loop.StopReason`
-    value); ``attempts`` is 0. Callers fall back to a model-free proposal; the loop stops once the budget is
-    spent.
+    ``reason`` is ``"token budget"``, ``"money budget"``, ``"call budget"`` or ``"wall time"`` (a
+    :class:`agent.loop.StopReason` value); ``attempts`` is 0. Callers fall back to a model-free proposal; the
+    loop stops once the budget is spent.
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -167,7 +167,7 @@ class ModelGateway:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         budget = self.budget
-        limited = budget is not None and (budget.tokens is not None or budget.usd is not None)
+        limited = budget is not None and budget.limits_spend
         guard: AbstractContextManager[Any] = self._lock if limited else nullcontext()
         with guard:
             try:
@@ -197,6 +197,11 @@ class ModelGateway:
     ) -> int:
         """``max_tokens`` cut to what the budget leaves after the estimated prompt, or a refusal."""
         spend = self.storage.spend(self.study_id)
+        if budget.model_calls is not None and spend.calls >= budget.model_calls:
+            raise ModelBudgetExhausted(
+                f"the call budget is spent ({spend.calls} of {budget.model_calls} model calls made)",
+                reason="call budget",
+            )
         prompt = estimate_prompt_tokens(messages, schema)
         floor = min(max_tokens, MIN_COMPLETION_TOKENS)
         allowed = max_tokens

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 #: How a backend is written: ``"local"`` (bare), ``"gguf:/path"`` (prefix) or ``"http://...#model"`` (url).
 Syntax = Literal["bare", "prefix", "url"]
+#: What a model does for a study: propose candidates, or answer an evaluator's questions (a task model).
+Role = Literal["optimizer", "task"]
 
 #: Model backends by the name a spec starts with. Entry ``meta``: ``syntax``, ``form`` (shown in messages;
 #: None hides it), ``free`` (calls cost no money), ``check_target`` (target -> problem or None), ``ready``
@@ -57,11 +59,14 @@ def _error(message: str) -> ConfigError:
 
 @dataclass(frozen=True)
 class BackendContext:
-    """What a backend factory may need besides the spec: the storage (replay) and the API key variable."""
+    """What a backend factory may need besides the spec: the storage (replay), the API key variable, and the
+    role the model plays: ``"optimizer"`` (it proposes) or ``"task"`` (an evaluator's calls), which a replay
+    needs to answer each from its own recorded calls."""
 
     spec: ModelSpec
     storage: Storage | None = None
     api_key_env: str | None = None
+    role: Role = "optimizer"
 
 
 def register_backend(
@@ -214,8 +219,11 @@ def resolve_model_path(text: str, folder: Path) -> str:
     return str(ModelSpec(spec.backend, str(folder / target)))
 
 
-def make_client(spec: ModelSpec | str, storage: Storage | None = None, api_key_env: str | None = None) -> LLMClient:
-    """Build the client a spec names, through its backend; backends load lazily, only when used.
+def make_client(
+    spec: ModelSpec | str, storage: Storage | None = None, api_key_env: str | None = None, role: Role = "optimizer"
+) -> LLMClient:
+    """Build the client a spec names, through its backend; backends load lazily, only when used. ``role`` is
+    ``"task"`` for a model an evaluator calls.
 
     Raises:
         ConfigError: the spec is none of the accepted forms, names a client object (pass it again), or
@@ -223,7 +231,7 @@ def make_client(spec: ModelSpec | str, storage: Storage | None = None, api_key_e
         LLMError: the backend cannot start (missing package or model file; the message says what to install).
     """
     parsed = ModelSpec.parse(spec)
-    return BACKENDS.build(parsed.backend, None, BackendContext(parsed, storage, api_key_env))
+    return BACKENDS.build(parsed.backend, None, BackendContext(parsed, storage, api_key_env, role))
 
 
 # Built-in backends -----------------------------------------------------------------------------------------
@@ -330,7 +338,7 @@ def _replay(options: Any, context: BackendContext) -> LLMClient:
 
     if context.storage is None:
         raise _error("replay needs the storage that holds the recorded study")
-    return ReplayClient(context.storage, context.spec.target)
+    return ReplayClient(context.storage, context.spec.target, role=context.role)
 
 
 def _object(options: Any, context: BackendContext) -> LLMClient:

@@ -7,7 +7,7 @@ whenever the space has room for that. The study validates them again anyway (VAL
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -29,6 +29,8 @@ class StudyView:
         context: the user's description of the task, for the model.
         known_keys: identities (:meth:`Space.key`) of every point tried or running, when the study keeps
             them; spares proposers recomputing them from the whole history at every proposal.
+        read_artifact: the content of a stored artifact by digest (``trial.artifacts[name]``), for proposers
+            that learn from what an evaluation kept (each dev example's output); None when not stored.
     """
 
     space: Space
@@ -37,6 +39,7 @@ class StudyView:
     seed: int | None = None
     context: str | None = None
     known_keys: frozenset[tuple[object, ...]] | None = None
+    read_artifact: Callable[[str], bytes] | None = None
 
     @property
     def completed(self) -> list[Trial]:

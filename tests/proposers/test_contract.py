@@ -65,3 +65,12 @@ class TestAutoWithoutAModel(ProposerContract):
         proposer = make_proposer("auto", {}, ProposerContext(seed=seed))
         assert isinstance(proposer, AutoProposer) and proposer.llm is None
         return proposer
+
+
+class TestPrompt(ProposerContract):
+    proposes_text = True
+    other_names = ("bo",)  # BO tunes the numbers around the best texts, and fills in for the model
+
+    def make_proposer(self, seed: int | None) -> Proposer:
+        context = ProposerContext(seed=seed, metric="loss", gateway=scripted_gateway(seed))
+        return make_proposer("prompt", {"num_restarts": 2, "raw_samples": 64}, context)
