@@ -16,10 +16,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.llm.client import LLMError
+from agent.llm.client import Completion, LLMError, Message
 from agent.llm.openai import OpenAIClient
 from agent.logs import announce_if_slow
 
@@ -33,6 +34,12 @@ INSTALL_HINT = (
 
 _servers: dict[Path, Any] = {}
 _lock = threading.Lock()
+#: How long stopping the servers (at exit) waits for replies still being generated.
+DRAIN_S = 60.0
+# Requests to the local servers being answered, and whether the servers are being stopped.
+_requests = threading.Condition()
+_in_flight = 0
+_stopping = False
 
 
 def bundled_model_path() -> Path:
@@ -104,10 +111,54 @@ def local_server_url(model_path: Path | None = None, n_ctx: int = 8192) -> str:
         return str(_servers[path].listening_address)
 
 
-def stop_local_servers() -> None:
-    """Stop every local server of this process (also done at exit)."""
-    with _lock:
-        _servers.clear()  # the server lives exactly as long as its Python object
+class LocalClient(OpenAIClient):
+    """The OpenAI-compatible client of an in-process server, counting its requests in flight.
+
+    Why: stopping the server while it answers a request deadlocks the process. llama.cpp's HTTP thread waits
+    for the reply of a generation loop that has stopped, until the client hangs up; the Python thread that
+    would hang up waits for the GIL, which the thread stopping the server holds. A run interrupted while a
+    proposal was being prepared in the background then printed its summary and never exited. So the servers
+    are stopped only once no request is in flight, and no new one starts meanwhile.
+    """
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        schema: Mapping[str, Any] | None = None,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+        *,
+        timeout_s: float | None = None,
+    ) -> Completion:
+        global _in_flight
+        with _requests:
+            if _stopping:
+                raise LLMError("the local model server is being stopped (the process is exiting)")
+            _in_flight += 1
+        try:
+            return super().complete(messages, schema, temperature, max_tokens, timeout_s=timeout_s)
+        finally:
+            with _requests:
+                _in_flight -= 1
+                _requests.notify_all()
+
+
+def stop_local_servers(wait_s: float = DRAIN_S) -> None:
+    """Stop every local server of this process (also done at exit), after the replies being generated (at most
+    ``wait_s`` seconds: a reply is bounded by its ``max_tokens``)."""
+    global _stopping
+    with _requests:
+        _stopping = True
+        if _in_flight:
+            log.info("waiting for the local model to finish %d reply in flight before stopping it", _in_flight)
+            if not _requests.wait_for(lambda: _in_flight == 0, timeout=wait_s):
+                log.warning("the local model still answers after %.0f s; stopping it anyway (this may hang)", wait_s)
+    try:
+        with _lock:
+            _servers.clear()  # the server lives exactly as long as its Python object
+    finally:
+        with _requests:
+            _stopping = False  # a later call in this process starts a server again
 
 
 atexit.register(stop_local_servers)
@@ -116,4 +167,4 @@ atexit.register(stop_local_servers)
 def local_client(model_path: Path | None = None, **options: Any) -> OpenAIClient:
     """An OpenAI-compatible client for the local server (started on first use)."""
     url = local_server_url(model_path)
-    return OpenAIClient(model=model_name(model_path), base_url=f"{url}/v1", api_key="local", **options)
+    return LocalClient(model=model_name(model_path), base_url=f"{url}/v1", api_key="local", **options)

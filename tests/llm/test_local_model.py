@@ -3,6 +3,7 @@ client, proposing for a real study. Slow-ish (a few seconds a call on 2 cores) b
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,32 @@ def test_a_ten_trial_study_with_the_local_model(tmp_path: Path) -> None:
         assert dict(trial.params) in [params for params, _ in read_candidates(SPACE, call.parsed).valid]
     spend = study.spend()
     assert spend.calls == len(calls) and spend.usd == 0.0
+
+
+def test_the_process_exits_while_a_reply_is_being_generated(tmp_path: Path) -> None:
+    """A run interrupted while a proposal was prepared in the background used to print its summary and never
+    exit: stopping the server while it answered deadlocked. Now exit waits for the reply, then stops it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_mid_call.py"
+    script.write_text(
+        "import threading, time\n"
+        "from agent.llm.local import local_client\n"
+        "client = local_client()\n"
+        "ask = lambda: client.complete([{'role': 'user', 'content': 'Write a long story about a lighthouse.'}], max_tokens=400, temperature=1.0)\n"
+        "threading.Thread(target=ask, daemon=True).start()\n"
+        "time.sleep(1.0)\n"
+        "print('exiting', flush=True)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exiting" in done.stdout and "waiting for the local model to finish 1 reply" in done.stderr
+    assert time.monotonic() - started < 90
