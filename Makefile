@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench bench-overhead bench-reliability bench-evolution clean
+.PHONY: demo test test-all lint bench bench-overhead bench-reliability bench-evolution bench-prompts clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,3 +51,8 @@ bench-reliability: $(STAMP)
 bench-evolution: $(STAMP)
 	mkdir -p evals/out
 	$(BIN)/python -m evals.evolution --out evals/out/evolution.md --json evals/out/evolution.json
+
+# Prompt tuning on examples/prompt-tuning, local model as optimizer and task model, with and without feedback: ~30 min.
+bench-prompts: $(STAMP)
+	mkdir -p evals/out
+	$(BIN)/python -m evals.prompt_tuning --out evals/out/prompt_tuning.md --json evals/out/prompt_tuning.json

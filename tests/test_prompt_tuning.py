@@ -159,3 +159,53 @@ def test_the_local_model_as_the_task_model(tmp_path: Path) -> None:
     assert all(c.purpose == "evaluate" and c.trial_number == 0 and c.completion_tokens > 0 for c in calls)
     outputs = [r["output"] for r in read_results(study.artifact(trial, "examples"))]
     assert len(outputs) == 4 and all(isinstance(o, str) and o for o in outputs)
+
+
+PIPELINE_JOB = """\
+[study]
+name = "with-code"
+direction = "maximize"
+
+[space]
+instructions = {{ type = "text", default = "Read this." }}
+
+[objective]
+dataset  = "dev.jsonl"
+pipeline = "mine:pipeline"
+metric   = "mine:score"
+task_model = "{model}"
+
+[proposer]
+kind = "bo"
+
+[budget]
+trials = 2
+
+[[enqueue]]
+instructions = "Answer with one word."
+"""
+
+MINE = '''\
+def pipeline(params, example, model):
+    return model(params["instructions"] + "\\nReview: " + example["input"], max_tokens=4)
+
+
+def score(output, example):
+    return output == example["expected"]
+'''
+
+
+def test_a_job_file_with_its_own_pipeline_and_metric(job: Path) -> None:
+    (job.parent / "mine.py").write_text(MINE)
+    with MisbehavingServer(default=ok(server_model()), model="served") as server:
+        job.write_text(PIPELINE_JOB.format(model=server.spec("served")))
+        result = tunesmith("run", "job.toml", cwd=job.parent)
+        requests = server.requests
+    assert result.code == 0, result.stderr
+    assert re.search(r"trial 0 complete +1 \(enqueued", result.stdout)
+    assert re.search(r"trial 1 complete +1 \(bo", result.stdout)  # BO keeps the best texts: nothing else to tune
+    assert len(requests) == 2 * len(REVIEWS) and all(r.body["max_tokens"] == 4 for r in requests)
+
+    (job.parent / "mine.py").write_text("def pipeline(params, example):\n    return 1\n")
+    broken = tunesmith("run", "job.toml", "--dry-run", cwd=job.parent)
+    assert broken.code == 2 and "objective.metric: module 'mine' has no attribute 'score'" in broken.stderr

@@ -246,7 +246,7 @@ class DevSetEvaluator:
         problems = _problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
-        self.examples = load_examples(self._path(self.dataset))
+        self.examples = load_examples(self.path(self.dataset))
         self._score = resolve_metric(self.metric, self.folder)
         if self.pipeline is None:
             assert self.prompt is not None
@@ -255,7 +255,8 @@ class DevSetEvaluator:
             function = resolve_callable(self.pipeline, self.folder) if isinstance(self.pipeline, str) else self.pipeline
             self._pipeline = function_pipeline(function)
 
-    def _path(self, name: str | Path) -> Path:
+    def path(self, name: str | Path) -> Path:
+        """A data file as the evaluator reads it: relative paths are taken from its folder (the job file's)."""
         path = Path(name).expanduser()
         return path if path.is_absolute() or self.folder is None else self.folder / path
 
@@ -369,37 +370,44 @@ def score_test_split(study: Study, evaluator: DevSetEvaluator) -> dict[int, floa
     once per candidate, so it stays a test of generalization. Its calls are recorded (purpose ``test``) and
     not limited by the budget: the run is over, and the split's size is known.
     """
-    assert evaluator.test is not None
     complete = [t for t in study.trials if t.state is TrialState.COMPLETE and t.value is not None]
     if not complete:
         return {}
-    examples = load_examples(evaluator._path(evaluator.test))
     defaults = study.space.defaults()
     initial = next((t for t in complete if all(t.params.get(k) == v for k, v in defaults.items())), complete[0])
-    key = f"test_{evaluator.metric}"
-    scores: dict[int, float] = {}
     best = study.best_trial
-    for trial in [initial] if best.number == initial.number else [initial, best]:
-        if key in trial.user_attrs:
-            scores[trial.number] = float(trial.user_attrs[key])
-            continue
-        model = evaluator.task(study, trial.number, TEST, trial.params)
-        try:
-            results = evaluator.run(trial.params, examples, model)
-        except _Stopped as stop:
-            log.warning("the test split was not scored for trial %d: %s", trial.number, stop)
-            continue
-        scores[trial.number] = _mean(r.score for r in results)
-        study.add_artifact(trial, "test", json.dumps([r.to_json() for r in results], ensure_ascii=False))
-        study.set_user_attr(trial, key, scores[trial.number])
     which = {initial.number: "initial", best.number: "best"}
+    scores: dict[int, float] = {}
+    for trial in [initial] if best.number == initial.number else [initial, best]:
+        score = held_out_score(study, evaluator, trial)
+        if score is not None:
+            scores[trial.number] = score
     log.info(
-        "test split (%d examples, %s): %s",
-        len(examples),
+        "test split (%s): %s",
         evaluator.metric,
         ", ".join(f"{which[n]} trial {n}: {s:.4g}" for n, s in scores.items()),
     )
     return scores
+
+
+def held_out_score(study: Study, evaluator: DevSetEvaluator, trial: Trial) -> float | None:
+    """``trial``'s score on the held-out split: stored with it (artifact ``test``, user attribute
+    ``test_<metric>``) the first time, read back after; None when the task model could not finish it."""
+    assert evaluator.test is not None
+    key = f"test_{evaluator.metric}"
+    if key in trial.user_attrs:
+        return float(trial.user_attrs[key])
+    examples = load_examples(evaluator.path(evaluator.test))
+    model = evaluator.task(study, trial.number, TEST, trial.params)
+    try:
+        results = evaluator.run(trial.params, examples, model)
+    except _Stopped as stop:
+        log.warning("the test split was not scored for trial %d: %s", trial.number, stop)
+        return None
+    score = _mean(r.score for r in results)
+    study.add_artifact(trial, "test", json.dumps([r.to_json() for r in results], ensure_ascii=False))
+    study.set_user_attr(trial, key, score)
+    return score
 
 
 # Helpers ------------------------------------------------------------------------------------------------
@@ -545,6 +553,7 @@ __all__ = [
     "TaskModel",
     "TemplatePipeline",
     "fill",
+    "held_out_score",
     "read_results",
     "score_test_split",
 ]

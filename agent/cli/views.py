@@ -240,10 +240,7 @@ def _example_lines(study: Study, trial: Trial, name: str, shown: int = 10) -> li
         now = {r.get("line"): float(r.get("score", 0.0)) for r in results}
         gained = [str(line) for line, score in now.items() if line in before and score > before[line]]
         lost = [str(line) for line, score in now.items() if line in before and score < before[line]]
-        lines.append(
-            f"against trial {parent.number}: better on lines {', '.join(gained) or 'none'}; "
-            f"worse on lines {', '.join(lost) or 'none'}"
-        )
+        lines.append(f"against trial {parent.number}: better on {_lines(gained)}; worse on {_lines(lost)}")
     missed = [r for r in results if float(r.get("score", 0.0)) < 1.0]
     for r in missed[:shown]:
         expected = r.get("expected")
@@ -252,6 +249,10 @@ def _example_lines(study: Study, trial: Trial, name: str, shown: int = 10) -> li
     if len(missed) > shown:
         lines.append(f"... and {len(missed) - shown} more")
     return lines
+
+
+def _lines(numbers: Sequence[str]) -> str:
+    return "no line" if not numbers else f"line {numbers[0]}" if len(numbers) == 1 else f"lines {', '.join(numbers)}"
 
 
 def print_json(data: object) -> None:

@@ -64,7 +64,7 @@ class PromptOptions(BOOptions):
         default=0.3, ge=0.0, le=1.0, description="share of proposals BO makes on the numeric parameters (mixed spaces)"
     )
     feedback: bool = Field(default=True, description="show scores and failures (false: the no-feedback baseline)")
-    attempts: int = Field(default=2, ge=1, le=10, description="model calls per proposal before the partner")
+    attempts: int = Field(default=3, ge=1, le=10, description="model calls per proposal before the partner")
     temperature: float = Field(default=0.9, ge=0.0, le=2.0, description="the model's sampling temperature")
     max_tokens: int = Field(default=1024, ge=64, description="the longest reply")
 
@@ -127,11 +127,14 @@ class PromptProposer:
         best = view.incumbent()
         if view.space.numeric_items() and rng.random() < self.options.numeric:
             return self._numeric(view, best, pending, "BO tunes the numbers around the best texts")
-        misses = self._misses(view, best) if self.options.feedback else []
+        misses = self._misses(view, best, rng) if self.options.feedback else []
         reflect = bool(misses) and rng.random() < self.options.reflect
         seen = SeenPoints.of(view, pending)
-        for _ in range(self.options.attempts):
-            proposal = self._ask(view, best, misses if reflect else [], seen, rng)
+        for attempt in range(self.options.attempts):
+            # A model that repeated itself is asked again a little hotter: the same prompt at the same
+            # temperature tends to get the same answer.
+            temperature = min(2.0, self.options.temperature + 0.3 * attempt)
+            proposal = self._ask(view, best, misses if reflect else [], seen, rng, temperature)
             if proposal is not None:
                 return proposal
         return self._numeric(view, best, pending, "the model gave no new candidate; BO proposes with the best texts")
@@ -148,7 +151,13 @@ class PromptProposer:
 
     # The model ------------------------------------------------------------------------------------------
     def _ask(
-        self, view: StudyView, best: Trial | None, misses: list[_Miss], seen: SeenPoints, rng: random.Random
+        self,
+        view: StudyView,
+        best: Trial | None,
+        misses: list[_Miss],
+        seen: SeenPoints,
+        rng: random.Random,
+        temperature: float,
     ) -> Proposal | None:
         """One model call; the proposal, or None when the model failed, repeated itself or was refused."""
         messages = self.messages(view, best, misses, rng)
@@ -172,7 +181,7 @@ class PromptProposer:
                     messages,
                     batch_schema(view.space, 1),
                     purpose="propose",
-                    temperature=self.options.temperature,
+                    temperature=temperature,
                     max_tokens=self.options.max_tokens,
                     check=check,
                 )
@@ -254,12 +263,17 @@ class PromptProposer:
         drawn = rng.sample(results, min(self.options.examples, len(results)))
         return [{"input": _shown(r.get("input")), "expected": _shown(_first(r.get("expected")))} for r in drawn]
 
-    def _misses(self, view: StudyView, best: Trial | None) -> list[_Miss]:
-        """The incumbent's dev examples scored below 1: what the reflection is about."""
+    def _misses(self, view: StudyView, best: Trial | None, rng: random.Random) -> list[_Miss]:
+        """Some of the incumbent's dev examples scored below 1, drawn afresh each time: what a reflection is about."""
         missed = [r for r in _results(view, best) if float(r.get("score", 1.0)) < 1.0]
+        drawn = sorted(rng.sample(range(len(missed)), min(self.options.failures, len(missed))))
         return [
-            _Miss(_shown(r.get("input")), _shown(r.get("output")), _shown(_first(r.get("expected"))))
-            for r in missed[: self.options.failures]
+            _Miss(
+                _shown(missed[i].get("input")),
+                _shown(missed[i].get("output")),
+                _shown(_first(missed[i].get("expected"))),
+            )
+            for i in drawn
         ]
 
 
