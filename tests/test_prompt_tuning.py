@@ -185,14 +185,14 @@ trials = 2
 instructions = "Answer with one word."
 """
 
-MINE = '''\
+MINE = """\
 def pipeline(params, example, model):
     return model(params["instructions"] + "\\nReview: " + example["input"], max_tokens=4)
 
 
 def score(output, example):
     return output == example["expected"]
-'''
+"""
 
 
 def test_a_job_file_with_its_own_pipeline_and_metric(job: Path) -> None:
