@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.logs import set_verbosity
+from evals.report import report_arguments
 
 if TYPE_CHECKING:
     from evals.problems import Problem
@@ -86,10 +87,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of sections ({', '.join(SECTIONS)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random proposer and sampler (default 0)")
-    parser.add_argument("--dir", help="folder for the SQLite files (default: a temporary folder, removed after)")
-    parser.add_argument("--out", help="write the markdown report here (it is printed in any case)")
-    parser.add_argument("--json", help="write the JSON results here")
-    parser.add_argument("--summarize", metavar="JSON", help="only re-render the markdown of a saved JSON")
+    report_arguments(parser, "the SQLite files")
     args = parser.parse_args(argv)
     args.only = _csv(args.only)
     unknown = [s for s in args.only if s not in SECTIONS]

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.report import run_and_report
+from evals.report import report_arguments, run_and_report
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "prompt-tuning"
 ARMS = {"feedback": True, "no-feedback": False}
@@ -202,10 +202,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add = parser.add_argument
     add("--trials", type=int, default=16, help="trials per run (default 16)")
     add("--seeds", type=int, nargs="+", default=[0, 1], help="seeds, one run per arm each (default 0 1)")
-    add("--dir", help="work here and keep the databases (default: a temporary folder, removed)")
-    add("--out", help="write the markdown report here")
-    add("--json", help="write the results here")
-    add("--summarize", metavar="JSON", help="re-render the markdown of a saved --json file; run nothing")
+    report_arguments(parser, "the databases")
     return parser.parse_args(argv)
 
 

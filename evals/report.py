@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -274,6 +275,16 @@ def _problem_tables(summary: Mapping[str, Any]) -> list[str]:
         ]
         lines += _table(header, rows)
     return lines
+
+
+def report_arguments(parser: argparse.ArgumentParser, kept: str) -> None:
+    """The options every harness shares: where to work (``kept``: what stays there), where the report and the
+    results go, and re-rendering a saved run."""
+    add = parser.add_argument
+    add("--dir", help=f"keep {kept} here (default: a temporary folder, removed after)")
+    add("--out", help="write the markdown report here (it is printed in any case)")
+    add("--json", help="write the JSON results here")
+    add("--summarize", metavar="JSON", help="only re-render the markdown of a saved JSON; run nothing")
 
 
 def run_and_report(

@@ -25,7 +25,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pydantic import Field
 
@@ -36,15 +36,13 @@ from agent.evolution.edits import normalize, read_reply, unified_diff
 from agent.llm.client import Completion, LLMError
 from agent.llm.gateway import ModelBudgetExhausted
 from agent.logs import announce_if_slow
-from agent.proposers.base import Proposer, StudyView
-from agent.proposers.bo import BOOptions, bo_from_options
+from agent.proposers.base import StudyView
+from agent.proposers.bo import BOOptions
+from agent.proposers.partnered import PartneredProposer
 from agent.proposers.registry import PROPOSERS, ProposerContext
 from agent.space import Code, ParamValue, Space
 from agent.trial import Proposal, Trial, TrialState
 from prompts import render
-
-if TYPE_CHECKING:
-    from agent.llm.gateway import ModelGateway
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +77,14 @@ class _Shown:
     code: str
 
 
-class EvolveProposer:
+class EvolveProposer(PartneredProposer[EvolveOptions]):
     """Proposes edited programs for the space's one Code parameter; see the module docstring."""
 
     name = "evolve"
 
-    def __init__(
-        self,
-        gateway: ModelGateway,
-        partner: Proposer,
-        options: EvolveOptions,
-        seed: int | None = None,
-        metric: str | None = None,
-    ) -> None:
-        self.gateway = gateway
-        self.partner = partner
-        self.options = options
-        self.seed = seed
-        self.metric = metric
-        self._rejected: list[str] = []
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rejected: list[str] = []  # why the last edits were not run, shown to the model next time
 
     def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
         name, param = _code_parameter(view)
@@ -281,8 +268,4 @@ def _rationale(reply: str) -> str | None:
 
 @PROPOSERS.register("evolve", options=EvolveOptions, needs_model=True, uses_model=True, check_space=_one_code_parameter)
 def _evolve(options: EvolveOptions, context: ProposerContext) -> EvolveProposer:
-    if context.gateway is None:
-        error = ConfigError('proposer "evolve" needs a model, e.g. model="local"')
-        error.field = "model"
-        raise error
-    return EvolveProposer(context.gateway, bo_from_options(options, context), options, context.seed, context.metric)
+    return EvolveProposer.from_context(options, context)

@@ -26,26 +26,23 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field
 
 from agent.display import cut, number
-from agent.errors import ConfigError
 from agent.evolution.edits import unified_diff
 from agent.llm.client import Completion, LLMError, Message
 from agent.llm.gateway import ModelBudgetExhausted
 from agent.logs import announce_if_slow
-from agent.proposers.base import Proposer, SeenPoints, StudyView
-from agent.proposers.bo import BOOptions, bo_from_options
+from agent.proposers.base import SeenPoints, StudyView
+from agent.proposers.bo import BOOptions
 from agent.proposers.llm import batch_schema, read_candidates
+from agent.proposers.partnered import PartneredProposer
 from agent.proposers.registry import PROPOSERS, ProposerContext
 from agent.space import ParamValue, Space
 from agent.trial import Proposal, Trial, TrialState
 from prompts import render
-
-if TYPE_CHECKING:
-    from agent.llm.gateway import ModelGateway
 
 log = logging.getLogger(__name__)
 
@@ -86,27 +83,13 @@ class _Miss:
     expected: str
 
 
-class PromptProposer:
+class PromptProposer(PartneredProposer[PromptOptions]):
     """Proposes pipelines whose texts the model writes; see the module docstring."""
 
     name = "prompt"
     #: Not prepared ahead while a trial runs (one worker): a reflection must see the last candidate's misses,
     #: and the evaluation keeps the task model busy anyway.
     prefetch = False
-
-    def __init__(
-        self,
-        gateway: ModelGateway,
-        partner: Proposer,
-        options: PromptOptions,
-        seed: int | None = None,
-        metric: str | None = None,
-    ) -> None:
-        self.gateway = gateway
-        self.partner = partner
-        self.options = options
-        self.seed = seed
-        self.metric = metric
 
     def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
         if not view.space.text_items():  # refused when a study is created; a bare call gets the partner's
@@ -334,8 +317,4 @@ def _text_problem(space: Space) -> str | None:
 
 @PROPOSERS.register("prompt", options=PromptOptions, needs_model=True, uses_model=True, check_space=_text_problem)
 def _prompt(options: PromptOptions, context: ProposerContext) -> PromptProposer:
-    if context.gateway is None:
-        error = ConfigError('proposer "prompt" needs a model, e.g. model="local"')
-        error.field = "model"
-        raise error
-    return PromptProposer(context.gateway, bo_from_options(options, context), options, context.seed, context.metric)
+    return PromptProposer.from_context(options, context)

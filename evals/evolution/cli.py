@@ -18,7 +18,7 @@ from typing import Any
 from evals.evolution.report import render
 from evals.evolution.runs import EXAMPLES, log, prepare, run_cli, sandbox_overhead
 from evals.evolution.stats import read_study, summarize
-from evals.report import run_and_report
+from evals.report import report_arguments, run_and_report
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--only", type=_csv, default=list(RUNS), help=f"comma list of runs (default all: {','.join(RUNS)})")
     add("--cap", type=float, default=540.0, help="seconds one run may take before it is stopped (default 540)")
     add("--repeats", type=int, default=10, help="repetitions of the sandbox overhead measurement (default 10)")
-    add("--dir", help="work here and keep the copies and databases (default: a temporary folder, removed)")
-    add("--out", help="write the markdown report here")
-    add("--json", help="write the results here")
-    add("--summarize", metavar="JSON", help="re-render the markdown of a saved --json file; run nothing")
+    report_arguments(parser, "the copies and databases")
     return parser.parse_args(argv)
 
 

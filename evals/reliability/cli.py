@@ -25,7 +25,7 @@ from agent.logs import set_verbosity
 from evals.reliability import kill9, leaks, models, race
 from evals.reliability.common import Context, Outcome, Row, error_row, kill_marked
 from evals.reliability.report import render
-from evals.report import run_and_report
+from evals.report import report_arguments, run_and_report
 
 SCENARIOS = ("kill9", "race", "models", "secrets")
 
@@ -53,10 +53,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--grace", type=float, default=10, help="models: seconds past the wall time a run may take (default 10)")
     add("--hard-limit", type=float, default=15, help="models: seconds past wall time + grace before a kill (15)")
     add("--seed", type=int, default=0, help="seed of the kill moments and of the racing processes (default 0)")
-    add("--dir", help="keep every scenario's files here (default: a temporary folder, removed after)")
-    add("--out", help="write the markdown report here (it is printed in any case)")
-    add("--json", help="write the JSON results here")
-    add("--summarize", metavar="JSON", help="only re-render the markdown of a saved JSON")
+    report_arguments(parser, "every scenario's files")
     args = parser.parse_args(argv)
     args.scenario = list(SCENARIOS) if args.scenario == "all" else _csv(args.scenario)
     unknown = [s for s in args.scenario if s not in SCENARIOS]

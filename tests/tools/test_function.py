@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +20,6 @@ from tools.evaluation import Evaluation, ObjectiveOutputError, read_outcome
 from tools.function import FunctionEvaluator, resolve_callable
 
 SLOW = "tests.tools.slow_objectives"
-
-
-@pytest.fixture
-def clean_imports() -> Iterator[None]:
-    """Undo what resolve_callable does to sys.path and sys.modules (it imports user modules)."""
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
 
 
 def write_module(folder: Path, name: str, body: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +25,6 @@ from tools.scoring import (
 def example(*expected: str, line: int = 1) -> Example:
     record: dict[str, Any] = {"input": "x", "expected": expected[0] if len(expected) == 1 else list(expected)}
     return Example(index=0, line=line, input="x", expected=expected, record=record)
-
-
-@pytest.fixture
-def clean_imports() -> Iterator[None]:
-    """Undo what resolve_callable does to sys.path and sys.modules (it imports user modules)."""
-    path, modules = list(sys.path), set(sys.modules)
-    yield
-    sys.path[:] = path
-    for name in set(sys.modules) - modules:
-        del sys.modules[name]
 
 
 # normalize_answer ---------------------------------------------------------------------------------------
