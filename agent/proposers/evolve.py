@@ -33,9 +33,7 @@ from agent.display import cut, failure_cause, number
 from agent.errors import ConfigError
 from agent.evolution.archive import Archive, Feature
 from agent.evolution.edits import normalize, read_reply, unified_diff
-from agent.llm.client import Completion, LLMError
-from agent.llm.gateway import ModelBudgetExhausted
-from agent.logs import announce_if_slow
+from agent.llm.client import Completion
 from agent.proposers.base import StudyView
 from agent.proposers.bo import BOOptions
 from agent.proposers.partnered import PartneredProposer
@@ -202,21 +200,16 @@ class EvolveProposer(PartneredProposer[EvolveOptions]):
                 return None
             return rejected
 
-        try:
-            with announce_if_slow(f"waiting for {self.gateway.model} to edit the program", logger=log):
-                completion = self.gateway.complete(
-                    messages,
-                    None,
-                    purpose="evolve",
-                    temperature=self.options.temperature,
-                    max_tokens=self.options.max_tokens,
-                    check=check,
-                )
-        except ModelBudgetExhausted as exc:
-            log.debug("no model call: %s; the partner proposes", exc)
-            return None
-        except LLMError as exc:
-            log.warning("the model failed (%s); the partner proposes", exc)
+        completion = self.ask_model(
+            messages,
+            None,
+            purpose="evolve",
+            to="edit the program",
+            temperature=self.options.temperature,
+            max_tokens=self.options.max_tokens,
+            check=check,
+        )
+        if completion is None:
             return None
         tokens = f"{completion.prompt_tokens}+{completion.completion_tokens} tokens, {completion.latency_s:.1f} s"
         if program is None:

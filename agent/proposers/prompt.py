@@ -32,9 +32,7 @@ from pydantic import Field
 
 from agent.display import cut, number
 from agent.evolution.edits import unified_diff
-from agent.llm.client import Completion, LLMError, Message
-from agent.llm.gateway import ModelBudgetExhausted
-from agent.logs import announce_if_slow
+from agent.llm.client import Completion, Message
 from agent.proposers.base import SeenPoints, StudyView
 from agent.proposers.bo import BOOptions
 from agent.proposers.llm import batch_schema, read_candidates
@@ -158,21 +156,16 @@ class PromptProposer(PartneredProposer[PromptOptions]):
             chosen = fresh[0]
             return None
 
-        try:
-            with announce_if_slow(f"waiting for {self.gateway.model} to write a prompt", logger=log):
-                completion = self.gateway.complete(
-                    messages,
-                    batch_schema(view.space, 1),
-                    purpose="propose",
-                    temperature=temperature,
-                    max_tokens=self.options.max_tokens,
-                    check=check,
-                )
-        except ModelBudgetExhausted as exc:
-            log.debug("no model call: %s; the partner proposes", exc)
-            return None
-        except LLMError as exc:
-            log.warning("the model failed (%s); the partner proposes", exc)
+        completion = self.ask_model(
+            messages,
+            batch_schema(view.space, 1),
+            purpose="propose",
+            to="write a prompt",
+            temperature=temperature,
+            max_tokens=self.options.max_tokens,
+            check=check,
+        )
+        if completion is None:
             return None
         if chosen is None:
             log.debug("model call propose: nothing new in the reply (%s)", completion.parse_error or "repeated")
