@@ -99,7 +99,9 @@ def trial_line(trial: Trial) -> str:
     """One line for a trial: ``trial 3 complete  0.934 (bo, 2.1 s)  lr=0.001 depth=3``.
 
     A failed trial shows its :func:`failure_cause` instead of a value:
-    ``trial 4 failed: the command exited with status 1: ModuleNotFoundError: ... (bo, 0.3 s)  lr=...``.
+    ``trial 4 failed: the command exited with status 1: ModuleNotFoundError: ... (bo, 0.3 s)  lr=...``, and a
+    pruned one the first line of its feedback: ``trial 5 pruned: 0.25 on a minibatch of 8, the best has 0.375
+    there: not scored further (prompt, 2.5 s)``.
     """
     if trial.state is TrialState.COMPLETE:
         outcome = f"complete  {number(trial.value)}"
@@ -107,6 +109,8 @@ def trial_line(trial: Trial) -> str:
         outcome = INTERRUPTED
     elif trial.state is TrialState.FAILED:
         outcome = f"failed: {cut(failure_cause(trial) or '', CAUSE_CHARS)}"
+    elif trial.state is TrialState.PRUNED and trial.feedback:  # why it stopped early, said first by the evaluator
+        outcome = f"pruned: {cut(trial.feedback.splitlines()[0], CAUSE_CHARS)}"
     else:
         outcome = trial.state.value
     timing = f", {seconds(trial.duration_s)}" if trial.duration_s is not None else ""

@@ -86,6 +86,11 @@ def test_interrupted_pruned_and_running_trials() -> None:
     assert failure_cause(interrupted) is None
     assert trial_line(interrupted) == "trial 3 interrupted (bo, 2.1 s)  lr=0.001 depth=3"
     assert trial_line(finished(TrialState.PRUNED, 12.4)) == "trial 3 pruned (bo, 12 s)  lr=0.001 depth=3"
+    why = finished(TrialState.PRUNED, 1.0, feedback="0.25 on a minibatch of 8, the best has 0.5 there\n3 of 8 missed")
+    assert (
+        trial_line(why)
+        == "trial 3 pruned: 0.25 on a minibatch of 8, the best has 0.5 there (bo, 1.0 s)  lr=0.001 depth=3"
+    )
     running = Trial(number=4, params={"x": 1}, state=TrialState.RUNNING, proposer="llm", started_at=START)
     assert trial_line(running) == "trial 4 running (llm)  x=1"
 

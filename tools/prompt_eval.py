@@ -336,10 +336,7 @@ class DevSetEvaluator:
     def _pruned(self, results: list[ExampleResult], model: TaskModel, mine: float, theirs: float) -> Evaluation:
         metrics = {"minibatch_score": mine, "incumbent_minibatch_score": theirs, "examples": len(results)}
         metrics |= {"task_calls": model.calls, "task_tokens": model.tokens}
-        why = (
-            f"not promoted: {mine:.4g} on a minibatch of {len(results)} examples, the incumbent scores {theirs:.4g} "
-            "on the same examples\n"
-        )
+        why = f"{mine:.4g} on a minibatch of {len(results)}, the best has {theirs:.4g} there: not scored further\n"
         return Evaluation(
             metrics, feedback=why + _misses(results), pruned=True, artifacts=_artifact("examples", results)
         )
