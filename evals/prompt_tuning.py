@@ -150,23 +150,26 @@ def render(results: Mapping[str, Any]) -> str:
     lines += [
         f"- {results['trials']} trials per run; the whole benchmark took {results['meta']['seconds'] / 60:.1f} min",
         "",
-        "| arm | seed | test: initial | test: chosen | dev: best | trials (complete/pruned/failed) | task calls "
-        "| task tokens | optimizer calls (failed) | optimizer tokens | minutes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | seed | test: initial | test: best by dev | test: random written | dev: best "
+        "| trials (complete/pruned/failed) | task calls | task tokens | optimizer calls (failed) | optimizer tokens "
+        "| minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         states = run["states"]
-        chosen = run["best"]["test"] if run["arm"] == "feedback" else (run.get("written") or {}).get("mean")
+        written = (run.get("written") or {}).get("mean")
         lines.append(
-            f"| {run['arm']} | {run['seed']} | {_num(run['initial']['test'])} | {_num(chosen)} "
-            f"| {_num(run['best']['dev'])} | {states['complete']}/{states['pruned']}/{states['failed']} "
+            f"| {run['arm']} | {run['seed']} | {_num(run['initial']['test'])} | {_num(run['best']['test'])} "
+            f"| {_num(written) if run.get('written') else ''} | {_num(run['best']['dev'])} "
+            f"| {states['complete']}/{states['pruned']}/{states['failed']} "
             f"| {run['task']['calls']} | {run['task']['tokens']:,} | {run['optimizer']['calls']} "
             f"({run['optimizer']['failed']}) | {run['optimizer']['tokens']:,} | {run['seconds'] / 60:.1f} |"
         )
     lines += [
         "",
-        "*test: chosen* is the best prompt by dev score for **feedback**, and the expected test score of a random "
-        "choice among the prompts the model wrote (their mean) for **no-feedback**.",
+        "*test: best by dev* is the test score of the prompt with the best dev score (the initial one when nothing "
+        "beat it); *test: random written* is the expected test score of a random choice among the prompts the model "
+        "wrote without feedback (their mean).",
         "",
         "Best prompts found:",
         "",

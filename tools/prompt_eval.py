@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from agent.errors import ConfigError
-from agent.llm.client import LLMError, Message
+from agent.llm.client import LLMClient, LLMError, Message
 from agent.llm.gateway import ModelBudgetExhausted
 from agent.registry import Options
 from agent.space import ParamValue
@@ -231,7 +231,7 @@ class DevSetEvaluator:
     pipeline: Callable[..., Any] | str | None = None
     prompt: str | None = None
     system: str | None = None
-    task_model: Any = None
+    task_model: str | LLMClient | None = None
     test: str | Path | None = None
     minibatch: int = MINIBATCH
     temperature: float = 0.0
