@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prints the path of a Chromium for the report's browser test (tests/report/test_html.py), installing Debian's
+# `chromium` when none is found (as root, or with passwordless sudo). TUNESMITH_CHROMIUM, when set, is used as
+# it is. Exits 1 with the reason on stderr when there is none and none can be installed; stdout holds nothing
+# but the path.
+#   chromium=$(.ci/chromium.sh)
+set -euo pipefail
+
+find_chromium() {
+    local name
+    for name in chromium chromium-browser google-chrome chrome chromium-headless-shell; do
+        if command -v "$name"; then return 0; fi
+    done
+    return 1
+}
+
+if [[ -n "${TUNESMITH_CHROMIUM:-}" ]]; then
+    if [[ -x "$TUNESMITH_CHROMIUM" ]]; then echo "$TUNESMITH_CHROMIUM"; exit 0; fi
+    echo "TUNESMITH_CHROMIUM=$TUNESMITH_CHROMIUM is not an executable file" >&2
+    exit 1
+fi
+find_chromium && exit 0
+
+if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo=(sudo -n)
+else
+    echo "no Chromium on PATH, and installing one needs root: apt-get install chromium (or set TUNESMITH_CHROMIUM)" >&2
+    exit 1
+fi
+if ! command -v apt-get >/dev/null; then
+    echo "no Chromium on PATH and no apt-get to install it: install Chromium (or set TUNESMITH_CHROMIUM)" >&2
+    exit 1
+fi
+echo "installing Chromium from Debian's packages" >&2
+if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends chromium; } >&2; then
+    echo "apt-get could not install chromium (see above)" >&2
+    exit 1
+fi
+find_chromium || { echo "chromium was installed but is not on PATH" >&2; exit 1; }

@@ -1,0 +1,76 @@
+"""``tunesmith report``: a study's pictures as one self-contained HTML file, and as PNG files with ``--png``.
+
+The report is read-only, like ``status``: it takes the same TARGET (a job file, a storage, a study name; see
+:mod:`agent.cli.targets`) and never creates a database. matplotlib, which draws it, is an optional extra: its
+absence is one line naming the command that installs it, said before the study is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
+from agent.cli.targets import open_study, resolve
+
+#: Where the page goes without ``-o``: the current folder, a name that is the same for every study.
+DEFAULT_OUTPUT = "report.html"
+
+
+def register(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="a study's plots as one HTML file that works offline (and as PNG files with --png)",
+        description="Write a study's report: best so far, parallel coordinates, parameter slices, rank "
+        "correlations, which proposer found each improvement, model cost over time, and the best texts with "
+        "their diff against the first trial. One HTML file, no script, nothing loaded from the network.",
+    )
+    report.add_argument(
+        "target", metavar="TARGET", help="a job file, a storage (URL or database path), or a study name"
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help=f"the HTML file to write; its folder is made (default: {DEFAULT_OUTPUT} here)",
+    )
+    report.add_argument(
+        "--png", metavar="DIR", help="also write each plot as DIR/<plot>.png (the folder is made), for terminals and CI"
+    )
+    report.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="database URL or path, for a study name (default: sqlite:///tunesmith.db here)",
+    )
+    report.set_defaults(handler=report_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from agent.report import Report, ReportUnavailable, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except ReportUnavailable as exc:
+        fail(str(exc), EXIT_ERROR)
+    study = open_study(resolve(args.target, args.storage))
+    report = Report.of(study)
+    output = Path(args.output)
+    page = report.html()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(page, encoding="utf-8")
+        pngs = report.write_pngs(Path(args.png)) if args.png else []
+    except OSError as exc:
+        fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}", EXIT_ERROR)
+    out = console()
+    empty = [d.plot.title.lower() for d in report.plots if d.figure is None]
+    drawn = len(report.plots) - len(empty)
+    line = f"Wrote {output} ({len(page.encode()) // 1024} KiB, {drawn} plots) for study {study.name}"
+    out.print(line + (f"; nothing to plot yet: {', '.join(empty)}" if empty else ""), markup=False, soft_wrap=True)
+    if args.png:
+        names = ", ".join(p.name for p in pngs) or "none"
+        out.print(f"Wrote {len(pngs)} PNG files to {args.png}: {names}", markup=False, soft_wrap=True)
+    return EXIT_OK
