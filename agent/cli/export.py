@@ -11,16 +11,14 @@ import argparse
 from typing import Any
 
 from agent.cli.common import EXIT_ERROR, EXIT_OK, EXIT_USAGE, console, fail
-from agent.cli.targets import open_study, resolve, storage_url
+from agent.cli.targets import add_target_arguments, open_study, resolve, storage_url
 
 
 def register(commands: Any) -> None:
     export = commands.add_parser(
         "export", help="write a study's trials into an Optuna storage, for optuna-dashboard and Optuna's plots"
     )
-    export.add_argument(
-        "target", metavar="TARGET", help="a job file, a storage (URL or database path), or a study name"
-    )
+    add_target_arguments(export)
     export.add_argument(
         "--optuna",
         required=True,
@@ -30,12 +28,6 @@ def register(commands: Any) -> None:
     export.add_argument("--name", default=None, metavar="NAME", help="the Optuna study's name (default: the study's)")
     export.add_argument(
         "--replace", action="store_true", help="delete an Optuna study of that name first (exporting again)"
-    )
-    export.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="database URL or path, for a study name (default: sqlite:///tunesmith.db here)",
     )
     export.set_defaults(handler=export_command)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
-from agent.cli.targets import open_storage_of, open_study, resolve
+from agent.cli.targets import add_target_arguments, open_storage_of, open_study, resolve
 from agent.cli.views import (
     call_record,
     print_json,
@@ -28,19 +28,15 @@ if TYPE_CHECKING:
     from agent.study import Study
     from agent.trial import Trial
 
-_TARGET_HELP = "a job file, a storage (URL or database path), or a study name"
-_STORAGE_HELP = "database URL or path, for a study name (default: sqlite:///tunesmith.db here)"
-
 
 def register(commands: Any) -> None:
     status = commands.add_parser("status", help="the studies of a storage, or one study in detail")
-    status.add_argument("target", nargs="?", metavar="TARGET", help=_TARGET_HELP + " (all studies when left out)")
-    _common(status)
+    add_target_arguments(status, optional="all studies")
+    _json_flag(status)
     status.set_defaults(handler=status_command)
 
     best = commands.add_parser("best", help="the best trial of a study, as JSON")
-    best.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
-    best.add_argument("--storage", default=None, metavar="URL", help=_STORAGE_HELP)
+    add_target_arguments(best)
     best.add_argument(
         "--write-to",
         metavar="PATH",
@@ -50,22 +46,21 @@ def register(commands: Any) -> None:
     best.set_defaults(handler=best_command)
 
     trials = commands.add_parser("trials", help="a study's trials, one row each")
-    trials.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    add_target_arguments(trials)
     trials.add_argument("--failed", action="store_true", help="only the failed trials, with their causes")
-    _common(trials)
+    _json_flag(trials)
     trials.set_defaults(handler=trials_command)
 
     show = commands.add_parser(
         "show", help="one trial in full: parameters, metrics, error and output, rationale, the model's prompt and reply"
     )
-    show.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    add_target_arguments(show)
     show.add_argument("number", type=int, metavar="NUMBER", help="the trial's number")
-    _common(show)
+    _json_flag(show)
     show.set_defaults(handler=show_command)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage", default=None, metavar="URL", help=_STORAGE_HELP)
+def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
-from agent.cli.targets import open_study, resolve
+from agent.cli.targets import add_target_arguments, open_study, resolve
 
 #: Where the page goes without ``-o``: the current folder, a name that is the same for every study.
 DEFAULT_OUTPUT = "report.html"
@@ -26,9 +26,7 @@ def register(commands: Any) -> None:
         "correlations, which proposer found each improvement, model cost over time, and the best texts with "
         "their diff against the first trial. One HTML file, no script, nothing loaded from the network.",
     )
-    report.add_argument(
-        "target", metavar="TARGET", help="a job file, a storage (URL or database path), or a study name"
-    )
+    add_target_arguments(report)
     report.add_argument(
         "-o",
         "--output",
@@ -38,12 +36,6 @@ def register(commands: Any) -> None:
     )
     report.add_argument(
         "--png", metavar="DIR", help="also write each plot as DIR/<plot>.png (the folder is made), for terminals and CI"
-    )
-    report.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="database URL or path, for a study name (default: sqlite:///tunesmith.db here)",
     )
     report.set_defaults(handler=report_command)
 

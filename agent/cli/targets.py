@@ -8,6 +8,7 @@ itself, a storage URL or database path, or a study name looked up in ``--storage
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,22 @@ class Target:
     storage: str
     name: str | None
     folder: Path | None = None
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, *, optional: str | None = None) -> None:
+    """``TARGET`` and ``--storage``, as every command that looks at a study takes them; ``optional`` is what a
+    left-out TARGET means (then it may be left out)."""
+    what = "a job file, a storage (URL or database path), or a study name"
+    if optional is None:
+        parser.add_argument("target", metavar="TARGET", help=what)
+    else:
+        parser.add_argument("target", nargs="?", metavar="TARGET", help=f"{what} ({optional} when left out)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="database URL or path, for a study name (default: sqlite:///tunesmith.db here)",
+    )
 
 
 def storage_url(text: str) -> str:
