@@ -41,6 +41,7 @@ from agent.proposers import (
 from agent.proposers.base import Direction
 from agent.secrets import redact, redact_data
 from agent.space import ParamValue, Space
+from agent.steering import Steerable
 from agent.storage import (
     DEFAULT_STORAGE,
     LLMCallRecord,
@@ -83,7 +84,7 @@ _RESERVE_ATTEMPTS = 5
 _NEAR = 1e-3
 
 
-class Study:
+class Study(Steerable):
     """A named optimization problem and its trials. Build one with :func:`create_study` or :func:`load_study`."""
 
     def __init__(
@@ -441,14 +442,16 @@ class Study:
         """
         with self._propose_lock:
             first_unseen = self._cache.next_number()
+            steering = self.steering  # read at every proposal: another process may have steered since
             view = StudyView(
-                self.space,
+                steering.current_space,
                 self.direction,
                 self._cache.finished(),
                 seed=self.seed,
                 context=self.context,
-                known_keys=self._cache.keys(),
+                known_keys=None if steering.pinned else self._cache.keys(),  # keys of the whole space
                 read_artifact=self._storage.get_artifact,
+                notes=steering.notes,
             )
             pending = [t.params for t in self._cache.running()]
             try:
@@ -456,16 +459,19 @@ class Study:
                 proposal = chosen.propose(view, 1, pending)[0]
                 if why is not None:
                     proposal = replace(proposal, rationale=f"{proposal.rationale} ({why})")
-                return replace(proposal, params=self.space.validate(proposal.params)), first_unseen
+                params = steering.space.validate(steering.complete(proposal.params))  # a narrowed range holds
+                return replace(proposal, params=params), first_unseen
             except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
                 name = getattr(proposer or self._proposer, "name", self.proposer_kind)
                 log.warning("proposer %r failed (%s); using a random candidate instead", name, exc)
                 fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
-                return Proposal(fallback.params, fallback.proposer, f"fallback: {name} failed ({exc})"), first_unseen
+                return Proposal(
+                    steering.complete(fallback.params), fallback.proposer, f"fallback: {name} failed ({exc})"
+                ), first_unseen
 
     def _clash(self, params: Mapping[str, ParamValue]) -> Clash:
         """Whether a concurrent trial's point is this one (same identity, or within :data:`_NEAR`)."""
-        space = self.space
+        space = self.steering.space  # an added choice is not in the stored space
         key = space.key(params)
         point = space.encode(params) if space.n_dims else None
         texts = {name: params[name] for name, _ in space.text_items()}

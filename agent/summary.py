@@ -1,5 +1,5 @@
 """A study in numbers: counts by state, best trial, what each proposer contributed, what the model cost (and
-how much of it a task model spent scoring candidates), and held-out scores.
+how much of it a task model spent scoring candidates), held-out scores, and the steering in force.
 
 Shared by ``tunesmith status``, ``tunesmith run``'s closing table and ``--json`` output, so the three
 never disagree.
@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from agent.proposers.base import StudyView
+from agent.steering import event_record
 from agent.study import Study
 from agent.trial import TrialState
 
@@ -65,4 +66,5 @@ def summarize(study: Study) -> dict[str, Any]:
         "proposers": {
             name: {"trials": n, "improvements": improved.get(name, (0, 0))[0]} for name, n in proposers.items()
         },
+        "events": [event_record(e) for e in study.events if e.active],
     }

@@ -73,6 +73,7 @@ def print_summary(study: Study, stopped: str | None) -> None:
     """The study in a screen: counts, model spend, the best trial with its metrics, the proposer mix, failures."""
     from rich.table import Table
 
+    from agent.steering import steering_line
     from agent.summary import summarize
 
     s = summarize(study)
@@ -83,6 +84,8 @@ def print_summary(study: Study, stopped: str | None) -> None:
     if stopped:
         header += f"; stopped: {stopped}"
     out.print(header, soft_wrap=True)
+    if s["events"]:
+        out.print(f"Steering: {steering_line(s['events'])}", markup=False, soft_wrap=True)
     spend = s["spend"]
     if s["model"] or spend["calls"]:
         failed = spend["failed_calls"]
@@ -199,6 +202,12 @@ def print_trial(study: Study, trial: Trial, call: LLMCallRecord | None) -> None:
     )
     out.print(f"value: {number(trial.value)}", markup=False)
     _section("parameters", [f"{name} = {_full(value)}" for name, value in trial.params.items()])
+    from agent.steering import event_record, steering_line  # not at import: `tunesmith --help` stays light
+
+    started = trial.started_at.timestamp()
+    in_force = [event_record(e) for e in study.events if e.in_force_at(started)]
+    if in_force:
+        _section("steering in force when it started", [steering_line([e]) for e in in_force])
     if trial.metrics:
         _section("metrics", [f"{name} = {number(value)}" for name, value in trial.metrics.items()])
     if trial.rationale:

@@ -8,7 +8,7 @@ whenever the space has room for that. The study validates them again anyway (VAL
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from agent.space import ParamValue, Space
@@ -31,6 +31,7 @@ class StudyView:
             them; spares proposers recomputing them from the whole history at every proposal.
         read_artifact: the content of a stored artifact by digest (``trial.artifacts[name]``), for proposers
             that learn from what an evaluation kept (each dev example's output); None when not stored.
+        notes: the notes people left on the study (:meth:`agent.study.Study.note`), for model-driven proposers.
     """
 
     space: Space
@@ -40,10 +41,24 @@ class StudyView:
     context: str | None = None
     known_keys: frozenset[tuple[object, ...]] | None = None
     read_artifact: Callable[[str], bytes] | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def completed(self) -> list[Trial]:
         return [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
+
+    def inside_space(self) -> StudyView:
+        """This view with only the trials whose point lies in :attr:`space`.
+
+        A steered (narrowed) space leaves older trials outside it; a surrogate model fitted on them would
+        be dragged toward points it may no longer propose. They stay in :attr:`trials` for everyone else.
+        """
+        inside = [
+            t
+            for t in self.trials
+            if all(name in t.params and param.problem(t.params[name]) is None for name, param in self.space.items())
+        ]
+        return self if len(inside) == len(self.trials) else replace(self, trials=inside)
 
     def incumbent(self) -> Trial | None:
         """The best complete trial so far."""

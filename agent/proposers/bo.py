@@ -70,6 +70,7 @@ class BOProposer:
         self._warm_state: dict[str, Any] | None = None
 
     def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
+        view = view.inside_space()  # trials outside a narrowed space stay in history, not in the fit
         space = view.space
         observed = [t for t in view.trials if t.state in (TrialState.COMPLETE, TrialState.FAILED)]
         if space.n_dims == 0 or len(view.completed) < 2 or len(observed) < initial_design_size(space):

@@ -275,7 +275,7 @@ class LLMProposer:
                     space_lines=space_lines,
                     history=render_history(view, self.history_tokens),
                     pending=[format_params(p, 120) for p in pending],
-                    notes=self.notes,
+                    notes=[*self.notes, *view.notes],
                     k=k,
                     best=None if best is None else f"{best.value:.6g}",
                 ),

@@ -205,6 +205,7 @@ class PromptProposer(PartneredProposer[PromptOptions]):
                     best_score=None if best is None or not feedback else number(best.value),
                     misses=misses,
                     feedback=feedback,
+                    notes=view.notes,
                 ),
             },
         ]

@@ -25,7 +25,7 @@ from typing import Any
 
 from agent.space import ParamValue
 from agent.storage.liveness import WorkerIdentity
-from agent.storage.records import LLMCallRecord, Spend, StorageError, StudyRecord
+from agent.storage.records import LLMCallRecord, Spend, StorageError, StudyEvent, StudyRecord
 from agent.trial import Proposal, Trial, TrialState
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,19 @@ class Storage(ABC):
 
     @abstractmethod
     def update_settings(self, study_id: int, settings: dict[str, Any]) -> StudyRecord: ...
+
+    # Steering ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def add_event(self, study_id: int, kind: str, payload: dict[str, Any], author: str) -> StudyEvent:
+        """Store an act of steering (see :class:`StudyEvent`); every process sharing the study sees it."""
+
+    @abstractmethod
+    def events(self, study_id: int) -> list[StudyEvent]:
+        """Every event of a study, oldest first, undone ones included."""
+
+    @abstractmethod
+    def undo_event(self, study_id: int) -> StudyEvent | None:
+        """Mark the newest event still in force undone, atomically; returns it, or None when none is in force."""
 
     # Workers ------------------------------------------------------------------------------------------
     @abstractmethod

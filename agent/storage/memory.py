@@ -25,6 +25,7 @@ from agent.storage.records import (
     ProposalConflict,
     Spend,
     StorageError,
+    StudyEvent,
     StudyExists,
     StudyRecord,
     TrialBudgetReached,
@@ -48,6 +49,7 @@ class _Study:
     trial_worker: list[str] = field(default_factory=list)
     queue: list[_Queued] = field(default_factory=list)
     calls: list[LLMCallRecord] = field(default_factory=list)
+    events: list[StudyEvent] = field(default_factory=list)
 
 
 class InMemoryStorage(Storage):
@@ -59,6 +61,7 @@ class InMemoryStorage(Storage):
         self._studies: dict[int, _Study] = {}
         self._workers: dict[str, tuple[WorkerIdentity, float]] = {}
         self._artifacts: dict[str, bytes] = {}
+        self._event_ids = 0
 
     def __repr__(self) -> str:
         return "InMemoryStorage()"
@@ -111,6 +114,29 @@ class InMemoryStorage(Storage):
             study = self._study(study_id)
             study.record = replace(study.record, settings=redact_data(settings))
             return study.record
+
+    # Steering ------------------------------------------------------------------------------------------
+    def add_event(self, study_id: int, kind: str, payload: dict[str, Any], author: str) -> StudyEvent:
+        copied = json.loads(json.dumps(redact_data(payload)))  # what SQL storage stores, as a copy
+        with self._lock:
+            study = self._study(study_id)
+            self._event_ids += 1
+            event = StudyEvent(self._event_ids, kind, copied, author, time.time())
+            study.events.append(event)
+            return event
+
+    def events(self, study_id: int) -> list[StudyEvent]:
+        with self._lock:
+            return list(self._study(study_id).events)
+
+    def undo_event(self, study_id: int) -> StudyEvent | None:
+        with self._lock:
+            events = self._study(study_id).events
+            index = next((i for i in reversed(range(len(events))) if events[i].active), None)
+            if index is None:
+                return None
+            events[index] = replace(events[index], undone_at=time.time())
+            return events[index]
 
     # Workers ------------------------------------------------------------------------------------------
     def register_worker(self, worker_id: str, identity: WorkerIdentity | None = None) -> None:

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The newest revision this release knows, and every revision it can upgrade from.
-HEAD = "0003"
-KNOWN = ("0001", "0002", "0003")
+HEAD = "0004"
+KNOWN = ("0001", "0002", "0003", "0004")
 #: The revision of databases written by tunesmith 0.1 (no ``alembic_version`` table).
 LEGACY = "0001"
 

@@ -111,3 +111,34 @@ class StudyRecord:
     space: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudyEvent:
+    """One act of steering a study (narrow a range, pin a parameter, a note...), as stored.
+
+    Events are kept, never deleted: an undone one carries ``undone_at``, so that what was in force when
+    an older trial started can still be told.
+
+    Attributes:
+        kind: ``"narrow"``, ``"fix"``, ``"free"``, ``"add_choice"``, ``"remove_choice"`` or ``"note"``.
+        payload: what the event says (JSON-able), e.g. ``{"name": "lr", "low": 1e-4, "high": 1e-2}``.
+        author: who steered (``"api"``, a user name, ``"mcp"``...).
+        created_at: when it was stored (seconds since the epoch).
+        undone_at: when it was undone; None while it is in force.
+    """
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    author: str
+    created_at: float
+    undone_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.undone_at is None
+
+    def in_force_at(self, moment: float) -> bool:
+        """Whether the event applied at ``moment``: stored before it and not undone by then."""
+        return self.created_at <= moment and (self.undone_at is None or self.undone_at > moment)

@@ -10,6 +10,8 @@ Why the columns are there:
   without any costs no extra query.
 * ``trials.interrupted`` says a trial's process died: it produced nothing and does not use up the budget.
 * ``artifacts`` are content-addressed (SHA-256): a program or prompt shared by many trials is stored once.
+* ``study_events.undone_at`` marks an undone event instead of deleting it, so what was in force when an
+  old trial started can still be told.
 """
 
 from __future__ import annotations
@@ -142,4 +144,17 @@ queue = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("trial_number", sa.Integer),
     sa.Column("source_trial", sa.Integer),
+)
+
+study_events = sa.Table(
+    "study_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("undone_at", sa.Float),
+    sa.Index("ix_study_events_study", "study_id"),
 )

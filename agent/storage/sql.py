@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from agent.storage.records import (
     StorageError,
     StorageUnavailable,
     StorageURLError,
+    StudyEvent,
     StudyExists,
     StudyRecord,
     TrialBudgetReached,
@@ -51,6 +53,7 @@ from agent.storage.schema import (
     llm_calls,
     queue,
     studies,
+    study_events,
     trial_artifacts,
     trials,
     workers,
@@ -207,6 +210,48 @@ class SQLStorage(Storage):
             return conn.execute(sa.select(studies).where(studies.c.id == study_id)).one()
 
         return _study_from_row(self._write(work))
+
+    # Steering ------------------------------------------------------------------------------------------
+    def add_event(self, study_id: int, kind: str, payload: dict[str, Any], author: str) -> StudyEvent:
+        encoded = json.dumps(redact_data(payload))  # a note may quote a key; JSON is checked before writing
+        created = _now()
+
+        def work(conn: Connection) -> int:
+            self._advance(conn, study_id)  # refuses an unknown study; orders events like trials
+            result = conn.execute(
+                sa.insert(study_events).values(
+                    study_id=study_id, created_at=created, author=author, kind=kind, payload=encoded
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+        return StudyEvent(self._write(work), kind, json.loads(encoded), author, created)
+
+    def events(self, study_id: int) -> list[StudyEvent]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(study_events).where(study_events.c.study_id == study_id).order_by(study_events.c.id)
+            ).all()
+        return [_event_from_row(r) for r in rows]
+
+    def undo_event(self, study_id: int) -> StudyEvent | None:
+        def work(conn: Connection) -> StudyEvent | None:
+            self._advance(conn, study_id)  # the study row's lock: two undos never take the same event
+            row = conn.execute(
+                sa.select(study_events)
+                .where(study_events.c.study_id == study_id, study_events.c.undone_at.is_(None))
+                .order_by(study_events.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            undone = _now()
+            conn.execute(sa.update(study_events).where(study_events.c.id == row.id).values(undone_at=undone))
+            return replace(_event_from_row(row), undone_at=undone)
+
+        return self._write(work)
 
     # Workers ------------------------------------------------------------------------------------------
     def register_worker(self, worker_id: str, identity: WorkerIdentity | None = None) -> None:
@@ -768,6 +813,10 @@ def _study_from_row(row: Any) -> StudyRecord:
         settings=json.loads(row.settings),
         created_at=row.created_at,
     )
+
+
+def _event_from_row(row: Any) -> StudyEvent:
+    return StudyEvent(row.id, row.kind, json.loads(row.payload), row.author, row.created_at, row.undone_at)
 
 
 def _trial_from_row(row: Any, intermediate: tuple[tuple[int, float], ...], named: dict[str, str]) -> Trial:

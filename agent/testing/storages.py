@@ -273,6 +273,58 @@ class StorageContract:
         assert secret not in repr(stored) and "***" in repr(stored)
 
     # Concurrency --------------------------------------------------------------------------------------
+    # Steering -----------------------------------------------------------------------------------------
+    def test_events_round_trip_oldest_first(self, storage: Storage, study_id: int) -> None:
+        other = storage.create_study("other", "minimize", None, SPACE, {}).id
+        narrow = storage.add_event(study_id, "narrow", {"name": "x", "low": 0.2, "high": 0.4}, "ann")
+        note = storage.add_event(study_id, "note", {"text": "try small x"}, "api")
+        storage.add_event(other, "note", {"text": "elsewhere"}, "bob")
+        assert (narrow.kind, narrow.payload, narrow.author, narrow.undone_at) == (
+            "narrow",
+            {"name": "x", "low": 0.2, "high": 0.4},
+            "ann",
+            None,
+        )
+        assert storage.events(study_id) == [narrow, note]
+        assert narrow.created_at <= note.created_at and narrow.id != note.id
+        assert [e.payload["text"] for e in storage.events(other)] == ["elsewhere"]
+
+    def test_undo_marks_the_newest_event_in_force_and_keeps_it(self, storage: Storage, study_id: int) -> None:
+        assert storage.undo_event(study_id) is None
+        first = storage.add_event(study_id, "fix", {"name": "x", "value": 0.5}, "api")
+        second = storage.add_event(study_id, "note", {"text": "n"}, "api")
+        undone = storage.undo_event(study_id)
+        assert undone is not None and undone.id == second.id and undone.undone_at is not None
+        again = storage.undo_event(study_id)
+        assert again is not None and again.id == first.id
+        assert storage.undo_event(study_id) is None
+        stored = storage.events(study_id)
+        assert [e.id for e in stored] == [first.id, second.id] and not any(e.active for e in stored)
+        assert stored[1].undone_at == undone.undone_at
+
+    def test_events_of_an_unknown_study_are_refused(self, storage: Storage) -> None:
+        with pytest.raises(StorageError, match="does not exist"):
+            storage.add_event(999, "note", {"text": "n"}, "api")
+
+    def test_concurrent_undos_take_different_events(self, storage: Storage, study_id: int) -> None:
+        for n in range(8):
+            storage.add_event(study_id, "note", {"text": str(n)}, "api")
+        taken: list[int] = []
+        lock = threading.Lock()
+
+        def undo() -> None:
+            event = storage.undo_event(study_id)
+            assert event is not None
+            with lock:
+                taken.append(event.id)
+
+        threads = [threading.Thread(target=undo) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(taken)) == 8 and storage.undo_event(study_id) is None
+
     def test_threads_get_unique_numbers_and_never_overshoot_the_budget(self, storage: Storage, study_id: int) -> None:
         started: list[int] = []
         refused: list[int] = []

@@ -55,6 +55,8 @@ def test_an_upgraded_study_goes_on_where_it_stopped(legacy: Path) -> None:
     assert summary.trials_run == 3
     assert [t.number for t in study.trials] == list(range(10))
     assert study.best_value >= 3.658  # trial 4 of the old run
+    study.note("steering works on an upgraded file")  # schema 4's study_events table exists
+    assert study.notes == ("steering works on an upgraded file",)
 
 
 @pytest.mark.slow
