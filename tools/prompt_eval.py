@@ -191,9 +191,13 @@ class ExampleResult:
 
 
 def read_results(content: bytes | str) -> list[dict[str, Any]]:
-    """The per-example results stored as a trial's ``examples`` (or ``test``) artifact."""
+    """The per-example results stored as a trial's ``examples`` (or ``test``) artifact: its objects, in order.
+
+    Raises:
+        ValueError: the content is not JSON.
+    """
     loaded = json.loads(content)
-    return list(loaded) if isinstance(loaded, list) else []
+    return [r for r in loaded if isinstance(r, dict)] if isinstance(loaded, list) else []
 
 
 class _Stopped(Exception):
@@ -238,6 +242,7 @@ class DevSetEvaluator:
     max_tokens: int = 64
     folder: Path | None = None
     examples: list[Example] = field(init=False)
+    test_examples: list[Example] = field(init=False)
     _pipeline: Pipeline = field(init=False)
     _score: Metric = field(init=False)
     _study: Study | None = field(init=False, default=None)
@@ -247,6 +252,7 @@ class DevSetEvaluator:
         if problems:
             raise ConfigError("; ".join(problems))
         self.examples = load_examples(self.path(self.dataset))
+        self.test_examples = [] if self.test is None else load_examples(self.path(self.test))
         self._score = resolve_metric(self.metric, self.folder)
         if self.pipeline is None:
             assert self.prompt is not None
@@ -394,10 +400,9 @@ def held_out_score(study: Study, evaluator: DevSetEvaluator, trial: Trial) -> fl
     key = f"test_{evaluator.metric}"
     if key in trial.user_attrs:
         return float(trial.user_attrs[key])
-    examples = load_examples(evaluator.path(evaluator.test))
     model = evaluator.task(study, trial.number, TEST, trial.params)
     try:
-        results = evaluator.run(trial.params, examples, model)
+        results = evaluator.run(trial.params, evaluator.test_examples, model)
     except _Stopped as stop:
         log.warning("the test split was not scored for trial %d: %s", trial.number, stop)
         return None

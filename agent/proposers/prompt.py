@@ -41,6 +41,7 @@ from agent.proposers.registry import PROPOSERS, ProposerContext
 from agent.space import ParamValue, Space
 from agent.trial import Proposal, Trial, TrialState
 from prompts import render
+from tools.prompt_eval import read_results
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +260,9 @@ def _results(view: StudyView, trial: Trial | None) -> list[dict[str, Any]]:
     if trial is None or view.read_artifact is None or "examples" not in trial.artifacts:
         return []
     try:
-        loaded = json.loads(view.read_artifact(trial.artifacts["examples"]))
+        return read_results(view.read_artifact(trial.artifacts["examples"]))
     except (ValueError, KeyError, RuntimeError):
         return []
-    return [r for r in loaded if isinstance(r, dict)] if isinstance(loaded, list) else []
 
 
 def _same_texts(params: Mapping[str, ParamValue], texts: Mapping[str, str]) -> bool:
