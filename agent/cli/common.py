@@ -5,6 +5,10 @@ Rich and the storage layer are imported inside the functions, so ``tunesmith --h
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -16,10 +20,36 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+#: The console the views print to while :func:`captured` holds one, instead of the terminal.
+_capture: ContextVar[Console | None] = ContextVar("tunesmith_capture", default=None)
+
+
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
+    capture = _capture.get()
+    if capture is not None and not stderr:
+        return capture
     return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def captured(width: int = 110) -> Iterator[list[str]]:
+    """What the views print inside the block, kept as plain text (the list's one item, set on leaving).
+
+    Why: a chat's model and an MCP client read the same summary, tables and trial view a person reads, so
+    they are rendered once, by the views, and captured here rather than written twice.
+    """
+    from rich.console import Console
+
+    capture = Console(record=True, width=width, highlight=False, color_system=None, file=io.StringIO())
+    token = _capture.set(capture)
+    text: list[str] = []
+    try:
+        yield text
+    finally:
+        _capture.reset(token)
+        text.append(capture.export_text(styles=False).rstrip() + "\n")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

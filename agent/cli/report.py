@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import EXIT_ERROR, EXIT_OK, console, fail
 from agent.cli.targets import add_target_arguments, open_study, resolve
+
+if TYPE_CHECKING:
+    from agent.study import Study
 
 #: Where the page goes without ``-o``: the current folder, a name that is the same for every study.
 DEFAULT_OUTPUT = "report.html"
@@ -41,28 +44,40 @@ def register(commands: Any) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from agent.report import Report, ReportUnavailable, require_matplotlib
+    from agent.report import ReportUnavailable, require_matplotlib
 
     try:
         require_matplotlib()
     except ReportUnavailable as exc:
         fail(str(exc), EXIT_ERROR)
     study = open_study(resolve(args.target, args.storage))
-    report = Report.of(study)
-    output = Path(args.output)
-    page = report.html()
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(page, encoding="utf-8")
-        pngs = report.write_pngs(Path(args.png)) if args.png else []
+        said = write_report(study, Path(args.output), Path(args.png) if args.png else None)
     except OSError as exc:
-        fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}", EXIT_ERROR)
-    out = console()
+        fail(f"cannot write {exc.filename or args.output}: {exc.strerror or exc}", EXIT_ERROR)
+    console().print(said, markup=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def write_report(study: Study, output: Path, png: Path | None = None) -> str:
+    """Write ``study``'s report to ``output`` (its folder made), and its PNGs into ``png``; returns what was written,
+    in a line or two (what ``report``, chat's ``/report`` and the MCP tool say).
+
+    Raises:
+        ReportUnavailable: matplotlib is not installed.
+        OSError: a file could not be written.
+    """
+    from agent.report import Report
+
+    report = Report.of(study)
+    page = report.html()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    pngs = report.write_pngs(png) if png is not None else []
     empty = [d.plot.title.lower() for d in report.plots if d.figure is None]
     drawn = len(report.plots) - len(empty)
     line = f"Wrote {output} ({len(page.encode()) // 1024} KiB, {drawn} plots) for study {study.name}"
-    out.print(line + (f"; nothing to plot yet: {', '.join(empty)}" if empty else ""), markup=False, soft_wrap=True)
-    if args.png:
-        names = ", ".join(p.name for p in pngs) or "none"
-        out.print(f"Wrote {len(pngs)} PNG files to {args.png}: {names}", markup=False, soft_wrap=True)
-    return EXIT_OK
+    said = line + (f"; nothing to plot yet: {', '.join(empty)}" if empty else "")
+    if png is not None:
+        said += f"\nWrote {len(pngs)} PNG files to {png}: {', '.join(p.name for p in pngs) or 'none'}"
+    return said

@@ -101,21 +101,19 @@ def _with_flags(job: Job, args: argparse.Namespace) -> Job:
 
 
 def open_job_study(job: Job) -> tuple[Study, int]:
-    """Open (or create) the job's study and enqueue its ``[[enqueue]]`` points; returns the study and how many of
-    those points are new to it (points added to the job file since its last run)."""
+    """Open (or create) the job's study and enqueue its ``[[enqueue]]`` points, saying which study and storage;
+    returns the study and how many of those points are new to it."""
+    from agent.interact.session import open_job_study as open_study
     from agent.secrets import without_credentials
     from agent.storage import StorageError
-    from agent.study import study_from_config
 
     out = console()
     try:
-        study = study_from_config(job.config, job.space, load_if_exists=True, objective=job.objective.identity)
+        study, new_points = open_study(job)
     except (ValueError, StorageError) as exc:
         fail(str(exc), exit_code(exc))
-    done = len(study.trials)
-    if done:
+    if done := len(study.trials):
         out.print(f"Resuming study [bold]{escape(study.name)}[/]: {done} trials so far.", soft_wrap=True)
-    new_points = sum(study.enqueue(point, once=True) for point in job.enqueue)
     out.print(f"Storage: {without_credentials(study.storage.url)}", markup=False, soft_wrap=True)
     return study, new_points
 
