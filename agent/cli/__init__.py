@@ -1,5 +1,6 @@
 """The ``tunesmith`` command: ``run`` a job; ``status``, ``best``, ``trials``, ``show`` to look at studies;
-``report`` a study as an HTML page (and PNGs); ``export`` one into an Optuna storage; ``storage upgrade``.
+``report`` a study as an HTML page (and PNGs); ``export`` one into an Optuna storage; ``chat`` with a study
+(look, steer, run trials, ask its model); ``storage upgrade``.
 
 Each command lives in its own module and registers its own arguments; heavy modules (SQLAlchemy, rich,
 numpy, torch) are imported inside the commands, so ``tunesmith --help`` and ``--version`` answer at once.
@@ -17,7 +18,7 @@ import os
 import sys
 
 from agent import __version__
-from agent.cli import export, reading, report, run
+from agent.cli import chat, export, reading, report, run
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OK, exit_code, fail
 
 
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     reading.register(commands)
     report.register(commands)
     export.register(commands)
+    chat.register(commands)
 
     storage = commands.add_parser("storage", help="manage a storage: upgrade its schema")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agent.jobfile import JobFileError
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -60,6 +62,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
     console(stderr=True).print(f"[bold red]error:[/] {escape(redact(message))}", markup=True, soft_wrap=True)
     raise SystemExit(code)
+
+
+def print_job_problems(exc: JobFileError, doing: str) -> None:
+    """``error: JOB cannot be run:`` and one line per faulty key, each naming the key and the fix."""
+    err = console(stderr=True)
+    err.print(f"[bold red]error:[/] {exc.path} cannot be {doing}:", soft_wrap=True)
+    for problem in exc.problems:
+        err.print(f"  - {problem}", markup=False, soft_wrap=True)
 
 
 def exit_code(exc: Exception) -> int:

@@ -20,7 +20,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from agent.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, console, exit_code, fail
+from agent.cli.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    console,
+    exit_code,
+    fail,
+    print_job_problems,
+)
 from agent.cli.targets import storage_url
 from agent.cli.views import escape, print_summary
 
@@ -68,14 +77,11 @@ def run_command(args: argparse.Namespace) -> int:
     from agent.jobfile import JobFileError, load_job
 
     out = console()
-    _show_logs(out, verbose=args.verbose, quiet=args.quiet)
+    show_logs(out, verbose=args.verbose, quiet=args.quiet)
     try:
         job = load_job(args.job, require_budget=args.trials is None and args.more is None)
     except JobFileError as exc:
-        err = console(stderr=True)
-        err.print(f"[bold red]error:[/] {exc.path} cannot be run:", soft_wrap=True)
-        for problem in exc.problems:
-            err.print(f"  - {problem}", markup=False, soft_wrap=True)
+        print_job_problems(exc, "run")
         return EXIT_USAGE
     job = _with_flags(job, args)
     if args.dry_run:
@@ -83,8 +89,13 @@ def run_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     study, new_points = open_job_study(job)
     budget = _run_budget(job, study, args, new_points)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run as cleanly as Ctrl-C
+    interrupt_on_sigterm()
     return _run(job, study, budget, quiet=args.quiet)
+
+
+def interrupt_on_sigterm() -> None:
+    """`kill` stops a run as cleanly as Ctrl-C: running trials marked interrupted, their processes ended."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _interrupt(signum: int, frame: object) -> NoReturn:
@@ -232,7 +243,7 @@ class _Watch:
             self.progress.stop()
 
 
-def _show_logs(out: Console, verbose: bool, quiet: bool) -> None:
+def show_logs(out: Console, verbose: bool, quiet: bool) -> None:
     """Warnings always; what the run waits for (INFO) unless ``-q``; each model call (DEBUG) with ``-v``.
 
     The library's own line per finished trial is left out: the progress view prints a richer one.

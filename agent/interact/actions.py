@@ -169,7 +169,9 @@ def _scalar(word: str) -> Any:
 def _problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: "
+            + ("missing" if error["type"] == "missing" else error["msg"])
+            for error in exc.errors()
         )
     return str(exc)
 
@@ -321,9 +323,10 @@ def _run(session: Session, args: RunArguments) -> Outcome:
     lines: list[str] = []
 
     def seen(trial: Trial) -> None:
-        lines.append(trial_line(trial))
-        if session.on_trial is not None:
+        if session.on_trial is not None:  # shown as it was recorded: not repeated in the text
             session.on_trial(trial)
+        else:
+            lines.append(trial_line(trial))
 
     summary = session.run(args.trials, seen)
     study = session.study

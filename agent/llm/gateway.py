@@ -135,6 +135,11 @@ class ModelGateway:
         self._budget = budget
         self.refused = None
 
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the backend takes ``tools`` (OpenAI-style function calling); else ask for JSON with a schema."""
+        return bool(getattr(self.client, "supports_tools", False))
+
     def __repr__(self) -> str:
         return f"ModelGateway(model={self.model!r}, study_id={self.study_id}, free={self.free})"
 
@@ -148,17 +153,20 @@ class ModelGateway:
         max_tokens: int = 1024,
         trial_number: int | None = None,
         check: Check | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Completion:
         """One model call within the budget and the run's wall time, stored; the Completion comes back with
         ``call_id`` set, and with every known secret scrubbed from it, as it was stored.
 
         Args:
-            purpose: why the call is made (``"propose"``, ``"repair"``, ``"evaluate"``...), for the record.
+            purpose: why the call is made (``"propose"``, ``"repair"``, ``"evaluate"``, ``"chat"``...), for the
+                record.
             max_tokens: the most the reply may use; cut to what the budget leaves.
             trial_number: the trial the call is made for (an evaluator's call), or None.
             check: the caller's verdict on a reply that parsed: why it cannot be used (stored as the call's
                 error, so the call counts as failed), or None. Not called for a reply that did not parse,
                 whose parse error is stored instead.
+            tools: functions offered to the model, for a backend whose :attr:`supports_tools` is True.
 
         Raises:
             ModelBudgetExhausted: the budget or the wall time cannot cover the call; nothing was sent or stored.
@@ -173,11 +181,13 @@ class ModelGateway:
             try:
                 timeout_s = self._time_left()
                 if budget is not None and limited:
-                    max_tokens = self._allowance(budget, messages, schema, max_tokens)
+                    offered = schema if tools is None else {"tools": list(tools)}  # tools take prompt tokens too
+                    max_tokens = self._allowance(budget, messages, offered, max_tokens)
             except ModelBudgetExhausted as exc:
                 self.refused = exc.reason
                 raise
-            return self._call(messages, schema, purpose, temperature, max_tokens, timeout_s, trial_number, check)
+            extra = {} if tools is None else {"tools": tools}
+            return self._call(messages, schema, purpose, temperature, max_tokens, timeout_s, trial_number, check, extra)
 
     # The budget -----------------------------------------------------------------------------------------
     def _time_left(self) -> float | None:
@@ -244,12 +254,13 @@ class ModelGateway:
         timeout_s: float | None,
         trial_number: int | None,
         check: Check | None,
+        extra: Mapping[str, Any],
     ) -> Completion:
         asked: list[dict[str, str]] = redact_data([dict(m) for m in messages])
         start = time.monotonic()
         try:
             completion = self.client.complete(
-                asked, schema=schema, temperature=temperature, max_tokens=max_tokens, timeout_s=timeout_s
+                asked, schema=schema, temperature=temperature, max_tokens=max_tokens, timeout_s=timeout_s, **extra
             )
         except LLMError as exc:
             exc.call_id = self._record(

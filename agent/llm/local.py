@@ -119,7 +119,12 @@ class LocalClient(OpenAIClient):
     would hang up waits for the GIL, which the thread stopping the server holds. A run interrupted while a
     proposal was being prepared in the background then printed its summary and never exited. So the servers
     are stopped only once no request is in flight, and no new one starts meanwhile.
+
+    Tools are not offered to it: the small bundled model follows a JSON schema (grammar-constrained) far more
+    reliably than a function-calling template, so its callers ask for JSON.
     """
+
+    supports_tools = False
 
     def complete(
         self,
@@ -129,6 +134,7 @@ class LocalClient(OpenAIClient):
         max_tokens: int = 1024,
         *,
         timeout_s: float | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Completion:
         global _in_flight
         with _requests:
@@ -136,7 +142,7 @@ class LocalClient(OpenAIClient):
                 raise LLMError("the local model server is being stopped (the process is exiting)")
             _in_flight += 1
         try:
-            return super().complete(messages, schema, temperature, max_tokens, timeout_s=timeout_s)
+            return super().complete(messages, schema, temperature, max_tokens, timeout_s=timeout_s, tools=tools)
         finally:
             with _requests:
                 _in_flight -= 1

@@ -17,6 +17,9 @@ of failing:
   whose requests end by their deadline (:mod:`agent.llm.http`), and no retry starts that would end past it.
 * A reply that arrives but is not valid JSON is *returned* (``parse_error`` set): the proposer repairs it
   with one more turn; only "no reply at all" raises :class:`LLMError`, and then the proposer falls back.
+* Tools: ``complete(..., tools=[...])`` offers functions the model may call (what ``tunesmith chat`` does);
+  the reply's text and calls come back parsed as ``{"reply": ..., "actions": [{"name", "arguments"}]}``,
+  the shape a backend without tool calling is asked to write as JSON, so callers handle one shape.
 
 API keys: taken from the argument or the environment, handed to the SDK and nowhere else - not kept on
 this object, not in its repr. The key, and the password of a ``user:password@`` base URL, are registered as
@@ -169,6 +172,9 @@ class OpenAIClient:
             http_client=bounded_http_client(base_url),
         )
 
+    #: Whether ``complete`` takes ``tools`` (OpenAI-style function calling).
+    supports_tools = True
+
     def __repr__(self) -> str:
         where = f", base_url={self._where!r}" if self.base_url else ""
         return f"OpenAIClient(model={self.model!r}{where}, api_key=<hidden>)"
@@ -190,11 +196,14 @@ class OpenAIClient:
         max_tokens: int = 1024,
         *,
         timeout_s: float | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
     ) -> Completion:
         """One chat completion; with ``schema``, the reply's JSON in ``parsed`` (or why not in ``parse_error``).
 
         ``timeout_s`` is the most this call may take (a run's remaining wall time); the call ends by the
-        smaller of it and ``max_total_s``.
+        smaller of it and ``max_total_s``. ``tools`` (``{"name", "description", "parameters"}`` each, with no
+        ``schema``) are offered as functions; ``parsed`` is then ``{"reply": text, "actions": [{"name": ...,
+        "arguments": {...}}]}``, arguments that are not a JSON object kept as the string sent.
 
         Raises:
             LLMError: no reply could be had: retries or time exhausted, the server gone, a request the
@@ -205,16 +214,20 @@ class OpenAIClient:
         deadline = start + limit
         attempts = 0
         refusals: list[str] = []
-        modes = MODES[self._start_mode :] if schema is not None else ("text",)
+        if tools is not None and schema is not None:
+            raise ValueError("complete takes a schema or tools, not both")
+        modes = MODES[self._start_mode :] if schema is not None else ("tools",) if tools is not None else ("text",)
         for mode in modes:
             if refusals and time.monotonic() >= deadline:
                 break
             request = self._request(messages, schema, mode, temperature, max_tokens)
+            if tools is not None:
+                request["tools"] = [{"type": "function", "function": dict(tool)} for tool in tools]
             try:
                 response, n = self._send(request, mode, deadline)
             except _Failure as failure:
                 attempts += failure.attempts
-                if mode != "text" and _is_format_refusal(failure.error):
+                if mode in MODES[:2] and _is_format_refusal(failure.error):
                     refusals.append(f"{mode}: {self._describe(failure.error)}")
                     log.warning(
                         "%s answered %s to response_format %s; trying the next mode",
@@ -361,7 +374,7 @@ class OpenAIClient:
         start: float,
     ) -> Completion:
         choices = getattr(response, "choices", None) or []
-        text, finish_reason, refusal = "", None, None
+        text, finish_reason, refusal, calls = "", None, None, []
         if choices:
             choice = choices[0]
             message = getattr(choice, "message", None)
@@ -369,10 +382,13 @@ class OpenAIClient:
             text = content if isinstance(content, str) else ""
             refusal = getattr(message, "refusal", None)
             finish_reason = getattr(choice, "finish_reason", None)
+            calls = list(getattr(message, "tool_calls", None) or [])
 
         parsed: Any = None
         parse_error: str | None = None
-        if not text.strip():
+        if mode == "tools" and (calls or text.strip()):
+            parsed = {"reply": text, "actions": [_tool_call(call) for call in calls]}
+        elif not text.strip():
             if refusal:
                 parse_error = f"the model refused: {str(refusal)[:200]}"
             elif not choices:
@@ -401,7 +417,7 @@ class OpenAIClient:
             latency_s=time.monotonic() - start,
             model=model if isinstance(model, str) and model else self.model,
             attempts=attempts,
-            mode=mode if schema is not None else "text",
+            mode=mode,
         )
 
     # Errors ----------------------------------------------------------------------------------------------
@@ -481,6 +497,20 @@ def _is_official(base_url: str | None) -> bool:
         return True
     host = urlsplit(base_url).hostname or ""
     return host == "api.openai.com"
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    """A tool call of the reply as ``{"name", "arguments"}``: the arguments parsed when they are a JSON object."""
+    function = getattr(call, "function", None)
+    name = getattr(function, "name", None)
+    raw = getattr(function, "arguments", None)
+    arguments: Any = raw
+    if isinstance(raw, str):
+        try:
+            arguments = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            arguments = raw
+    return {"name": name if isinstance(name, str) else "", "arguments": arguments}
 
 
 def _with_schema_instruction(messages: list[dict[str, str]], schema: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Purposes of the calls a task model makes for an evaluator (the rest are the optimizer's).
 TASK_PURPOSES = frozenset({"evaluate", "test"})
+#: The purpose of the calls ``tunesmith chat`` makes: a conversation, not part of a run, never replayed.
+CHAT_PURPOSE = "chat"
 
 
 class ReplayClient:
@@ -39,7 +41,9 @@ class ReplayClient:
             raise LLMError(f"replay: no study named {study_name!r} in {storage.url}")
         task = role == "task"
         self._calls: list[LLMCallRecord] = [
-            call for call in storage.llm_calls(record.id) if (call.purpose in TASK_PURPOSES) == task
+            call
+            for call in storage.llm_calls(record.id)
+            if call.purpose != CHAT_PURPOSE and (call.purpose in TASK_PURPOSES) == task
         ]
         if not self._calls:
             kind = "task-model" if task else "model"

@@ -55,6 +55,11 @@ script uncalled, e.g. ``[go_away]``):
 * ``empty_choices()``: a valid completion with ``"choices": []``.
 * ``huge(n_chars=1_000_000, tail="")``: a completion whose content is ``n_chars`` of prose (plus ``tail``).
 * ``raw_body(body, code=200, content_type="application/json")``: exactly that answer.
+* ``tool_calls(calls, content="")``: a completion whose message calls tools: ``calls`` is a list of
+  ``(name, arguments)``, the arguments a dict (sent as JSON) or a raw string (to send malformed ones);
+  finish_reason "tool_calls".
+* ``reject_tools(then=None)``: HTTP 400 saying tools are not supported (what servers without function calling
+  answer) to a request that offers tools; other requests get ``then`` (default: the default).
 * ``go_away()``: drops this connection without an answer and stops listening for good: later requests get
   "connection refused".
 
@@ -97,10 +102,12 @@ __all__ = [
     "prose_around",
     "raw_body",
     "reject_response_format",
+    "reject_tools",
     "reply_from_schema",
     "sample_from_schema",
     "slow",
     "status",
+    "tool_calls",
     "trickle",
     "truncated",
 ]
@@ -127,6 +134,7 @@ class Behaviour:
     rejected_type: str = "json_schema"
     usage: bool = True
     padding: int = 0
+    calls: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return self.kind if self.kind != "status" else f"status({self.status})"
@@ -190,6 +198,17 @@ def huge(n_chars: int = 1_000_000, tail: str = "") -> Behaviour:
     """A completion whose content is ``n_chars`` characters of prose followed by ``tail``."""
     filler = ("lorem ipsum dolor sit amet " * (n_chars // 27 + 1))[:n_chars]
     return Behaviour("huge", content=filler + tail)
+
+
+def tool_calls(calls: Sequence[tuple[str, Mapping[str, Any] | str]], content: str = "") -> Behaviour:
+    """A completion that calls tools: ``(name, arguments)`` each, a dict sent as JSON, a string sent as it is."""
+    sent = tuple((name, args if isinstance(args, str) else json.dumps(args)) for name, args in calls)
+    return Behaviour("tool_calls", content=content, calls=sent)
+
+
+def reject_tools(then: Behaviour | None = None) -> Behaviour:
+    """HTTP 400 to a request offering tools, as a server without function calling answers; else ``then``."""
+    return Behaviour("reject_tools", then=then)
 
 
 def raw_body(body: str, code: int = 200, content_type: str = "application/json") -> Behaviour:
@@ -541,6 +560,18 @@ class _Handler(BaseHTTPRequestHandler):
                 "invalid_request_error",
                 param="response_format",
             )
+        elif b.kind == "tool_calls":
+            reply = self._reply(body, _content(b, body), "tool_calls")
+            reply["choices"][0]["message"]["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+                for i, (name, arguments) in enumerate(b.calls)
+            ]
+            self._send_json(200, reply)
+        elif b.kind == "reject_tools":
+            if "tools" in body:
+                self._error(400, "tools are not supported by this server", "invalid_request_error", param="tools")
+            else:
+                self._act(b.then or self.owner._default, body)
         elif b.kind == "slow":
             self.owner._stopping.wait(b.seconds)
             if self.owner._stopping.is_set():
