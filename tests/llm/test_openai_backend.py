@@ -32,8 +32,10 @@ from agent.testing.misbehaving_server import (
     prose_around,
     raw_body,
     reject_response_format,
+    reject_tools,
     slow,
     status,
+    tool_calls,
     trickle,
     truncated,
 )
@@ -622,3 +624,54 @@ def test_the_token_limit_is_named_as_each_server_expects() -> None:
     assert official._request(messages, None, "text", 0.7, 99)["max_completion_tokens"] == 99
     assert "max_completion_tokens" not in other._request(messages, None, "text", 0.7, 99)
     assert other._request(messages, None, "text", 0.7, 99)["max_tokens"] == 99
+
+
+TOOLS = [
+    {
+        "name": "narrow",
+        "description": "search a parameter only in [low, high]",
+        "parameters": {
+            "type": "object",
+            "properties": {"param": {"type": "string"}, "low": {"type": "number"}, "high": {"type": "number"}},
+            "required": ["param", "low", "high"],
+        },
+    }
+]
+
+
+def test_tools_are_offered_and_the_calls_come_back_as_actions(misbehaving_server: MisbehavingServer) -> None:
+    misbehaving_server.push(
+        tool_calls([("narrow", {"param": "x", "low": 0, "high": 1}), ("narrow", "{not json")], content="Narrowing.")
+    )
+    completion = make_client(misbehaving_server).complete(MESSAGES, tools=TOOLS)
+    assert completion.mode == "tools" and completion.parse_error is None
+    assert completion.parsed == {
+        "reply": "Narrowing.",
+        "actions": [
+            {"name": "narrow", "arguments": {"param": "x", "low": 0, "high": 1}},
+            {"name": "narrow", "arguments": "{not json"},  # kept as sent: the caller says what is wrong with it
+        ],
+    }
+    [request] = misbehaving_server.requests
+    assert request.body["tools"] == [{"type": "function", "function": TOOLS[0]}]
+    assert "response_format" not in request.body
+
+
+def test_a_plain_answer_to_an_offer_of_tools_has_no_actions(misbehaving_server: MisbehavingServer) -> None:
+    misbehaving_server.push(ok("Trial 3 is the best."), ok(""))
+    client = make_client(misbehaving_server)
+    assert client.complete(MESSAGES, tools=TOOLS).parsed == {"reply": "Trial 3 is the best.", "actions": []}
+    empty = client.complete(MESSAGES, tools=TOOLS)
+    assert empty.parsed is None and empty.parse_error == "empty reply"
+
+
+def test_a_server_without_tool_calling_is_an_llm_error_naming_tools(misbehaving_server: MisbehavingServer) -> None:
+    misbehaving_server.push(reject_tools())
+    with pytest.raises(LLMError, match="tools are not supported"):
+        make_client(misbehaving_server).complete(MESSAGES, tools=TOOLS)
+    assert len(misbehaving_server.requests) == 1, "a 400 is not retried"
+
+
+def test_tools_and_a_schema_are_not_asked_together(misbehaving_server: MisbehavingServer) -> None:
+    with pytest.raises(ValueError, match="schema or tools"):
+        make_client(misbehaving_server).complete(MESSAGES, SCHEMA, tools=TOOLS)
