@@ -391,6 +391,9 @@ class Study(Steerable):
                 proposal, first_unseen = self._propose(unseeded, "concurrent proposals clashed")
             elif prepared is not None:
                 (proposal, first_unseen), prepared = self._take(prepared), None
+                if not self.steering.contains(proposal.params):  # steered while it was being prepared
+                    log.debug("the prepared proposal is outside the steered space; proposing again")
+                    proposal, first_unseen = self._propose()
             else:
                 proposal, first_unseen = self._propose()
             deadline = None if self._run is None else self._run.deadline

@@ -165,3 +165,17 @@ def test_an_event_that_no_longer_applies_is_skipped_not_fatal(url: str) -> None:
     study.narrow("x", 0.0, 1.0)
     study.optimize(objective, n_trials=3)
     assert all(0.0 <= t.params["x"] <= 1.0 for t in study.trials)
+
+
+def test_a_proposal_prepared_before_a_narrowing_is_not_used(url: str) -> None:
+    study = agent.create_study("s", SPACE, storage=url, proposer="random", seed=4)
+    study.prefetch = True  # what optimize does with a model or several workers
+    first = study.ask()
+    assert study._prepared is not None
+    prepared, _ = study._prepared.result(timeout=30)
+    low, high = (0.5, 1.0) if prepared.params["x"] < 0.5 else (-1.0, -0.5)  # a range the prepared one is outside
+    study.narrow("x", low, high)
+    second = study.ask(last=True)
+    study.tell(first, 1.0)
+    study.tell(second, 1.0)
+    assert low <= second.params["x"] <= high
