@@ -455,6 +455,7 @@ class Study(Steerable):
                 known_keys=None if steering.pinned else self._cache.keys(),  # keys of the whole space
                 read_artifact=self._storage.get_artifact,
                 notes=steering.notes,
+                pinned=steering.pinned,
             )
             pending = [t.params for t in self._cache.running()]
             try:

@@ -179,3 +179,15 @@ def test_a_proposal_prepared_before_a_narrowing_is_not_used(url: str) -> None:
     study.tell(first, 1.0)
     study.tell(second, 1.0)
     assert low <= second.params["x"] <= high
+
+
+def test_a_surrogate_fits_only_the_trials_at_the_pinned_value(url: str) -> None:
+    from agent.proposers import StudyView
+
+    study = agent.create_study("s", SPACE, storage=url, proposer="random", seed=5)
+    study.optimize(objective, n_trials=10)
+    study.fix("kind", "a")
+    steering = study.steering
+    view = StudyView(steering.current_space, "minimize", study.trials, pinned=steering.pinned).inside_space()
+    expected = [t.number for t in study.trials if t.params["kind"] == "a"]
+    assert 0 < len(expected) < 10 and [t.number for t in view.trials] == expected

@@ -8,7 +8,7 @@ whenever the space has room for that. The study validates them again anyway (VAL
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 from agent.space import ParamValue, Space
@@ -32,6 +32,8 @@ class StudyView:
         read_artifact: the content of a stored artifact by digest (``trial.artifacts[name]``), for proposers
             that learn from what an evaluation kept (each dev example's output); None when not stored.
         notes: the notes people left on the study (:meth:`agent.study.Study.note`), for model-driven proposers.
+        pinned: parameters people pinned (:meth:`agent.study.Study.fix`) and their values; they are not in
+            :attr:`space`, and every proposal gets them.
     """
 
     space: Space
@@ -42,21 +44,25 @@ class StudyView:
     known_keys: frozenset[tuple[object, ...]] | None = None
     read_artifact: Callable[[str], bytes] | None = None
     notes: tuple[str, ...] = ()
+    pinned: Mapping[str, ParamValue] = field(default_factory=dict)
 
     @property
     def completed(self) -> list[Trial]:
         return [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
 
     def inside_space(self) -> StudyView:
-        """This view with only the trials whose point lies in :attr:`space`.
+        """This view with only the trials whose point lies in :attr:`space`, at the :attr:`pinned` values.
 
         A steered (narrowed) space leaves older trials outside it; a surrogate model fitted on them would
-        be dragged toward points it may no longer propose. They stay in :attr:`trials` for everyone else.
+        be dragged toward points it may no longer propose, and one fitted on trials at another value of a
+        pinned parameter (a dimension it no longer sees) would read that parameter's effect as noise. They
+        stay in :attr:`trials` for everyone else.
         """
         inside = [
             t
             for t in self.trials
             if all(name in t.params and param.problem(t.params[name]) is None for name, param in self.space.items())
+            and all(t.params.get(name) == value for name, value in self.pinned.items())
         ]
         return self if len(inside) == len(self.trials) else replace(self, trials=inside)
 
