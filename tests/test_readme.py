@@ -18,6 +18,7 @@ A fence with another info string, or none, fails :func:`test_every_fence_is_hand
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -41,7 +42,7 @@ TIMEOUT_S = 120
 #: Trials a README job may ask for: the test runs it whole.
 MAX_JOB_TRIALS = 10
 
-KINDS = {"python", "toml", "bash", "console", "text"}
+KINDS = {"python", "toml", "bash", "console", "json", "text"}
 SHELL_KINDS = {"bash", "console"}
 #: Shell lines that are shown, not run: line pattern -> why.
 NOT_RUN = {
@@ -154,6 +155,12 @@ def test_every_fence_is_handled() -> None:
         f"({', '.join(sorted(KINDS - {'text'}))}), or `text` for what is not code, or teach tests/test_readme.py"
     )
     assert {"python", "toml", "bash"} <= {b.kind for b in BLOCKS}, "README examples went missing"
+
+
+@pytest.mark.parametrize("block", _of("json"))
+def test_json_blocks_parse(block: Block) -> None:
+    """A configuration a reader pastes (an MCP client's) must at least be JSON."""
+    json.loads(block.code)
 
 
 def test_tunesmith_is_agent_cli_main() -> None:

@@ -1,6 +1,7 @@
 """The ``tunesmith`` command: ``run`` a job; ``status``, ``best``, ``trials``, ``show`` to look at studies;
 ``report`` a study as an HTML page (and PNGs); ``export`` one into an Optuna storage; ``chat`` with a study
-(look, steer, run trials, ask its model); ``storage upgrade``.
+(look, steer, run trials, ask its model); ``mcp``, studies served to a chat assistant over the Model Context
+Protocol; ``storage upgrade``.
 
 Each command lives in its own module and registers its own arguments; heavy modules (SQLAlchemy, rich,
 numpy, torch) are imported inside the commands, so ``tunesmith --help`` and ``--version`` answer at once.
@@ -18,7 +19,7 @@ import os
 import sys
 
 from agent import __version__
-from agent.cli import chat, export, reading, report, run
+from agent.cli import chat, export, mcp, reading, report, run
 from agent.cli.common import EXIT_INTERRUPTED, EXIT_OK, exit_code, fail
 
 
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     report.register(commands)
     export.register(commands)
     chat.register(commands)
+    mcp.register(commands)
 
     storage = commands.add_parser("storage", help="manage a storage: upgrade its schema")
     storage_commands = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")

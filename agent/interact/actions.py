@@ -120,14 +120,14 @@ class Action:
             raw = _read(self.syntax, text, fields)
             return self.arguments.model_validate(raw)
         except (ValueError, ValidationError) as exc:
-            raise SessionError(f"{_problem(exc)}; usage: {self.usage}") from None
+            raise SessionError(f"{problem_text(exc)}; usage: {self.usage}") from None
 
     def validate(self, raw: Mapping[str, Any]) -> Arguments:
         """Arguments sent as JSON (a model's tool call, an MCP client); :class:`SessionError` naming the field."""
         try:
             return self.arguments.model_validate(dict(raw))
         except ValidationError as exc:
-            raise SessionError(f"{self.name}: {_problem(exc)}") from None
+            raise SessionError(f"{self.name}: {problem_text(exc)}") from None
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def _scalar(word: str) -> Any:
     return value if isinstance(value, bool | int | float | str) else word
 
 
-def _problem(exc: Exception) -> str:
+def problem_text(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: "

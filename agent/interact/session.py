@@ -84,7 +84,8 @@ class Session:
         if self.job is None:
             raise SessionError(
                 f"study {self.study.name!r} was opened by name, so its objective is unknown: open it from its job "
-                "file (tunesmith chat JOB.toml) to run trials, or evaluate points yourself with ask and tell"
+                "file to run trials (tunesmith chat JOB.toml; over MCP, load_study with job), or evaluate points "
+                "yourself (ask and tell)"
             )
         from agent.budget import Budget
 

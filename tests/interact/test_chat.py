@@ -5,6 +5,7 @@ completion, the history file, Ctrl-C; and with piped input, a model (a real Open
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -81,6 +82,12 @@ def _spawn(job: Path, *args: str) -> pexpect.spawn:
     return child
 
 
+def _shown(child: pexpect.spawn, text: str) -> None:
+    """Wait for ``text`` on the screen: the line editor may redraw it in pieces, with escape codes between."""
+    codes = r"(?:\x1b\[[0-9;?]*[A-Za-z])*"
+    child.expect(codes.join(re.escape(c) for c in text))
+
+
 def _command(child: pexpect.spawn, line: str, *expected: str) -> None:
     child.sendline(line)
     for text in expected:
@@ -100,12 +107,12 @@ def test_run_narrow_pin_quit_and_resume_through_a_terminal(job: Path) -> None:
     child = _spawn(job, "--no-model")
     _command(child, "/run 4", "Ran 4 trials")
     child.send("/nar\t")  # Tab completes the command...
-    child.expect_exact("/narrow")
+    _shown(child, "/narrow")
     child.send(" x 0 1\r")
     child.expect_exact("Done: x narrowed to [0.0, 1.0]")
     child.expect(PROMPT)
     child.send("/fix opt=ad\t")  # ... and a categorical parameter's choice
-    child.expect_exact("adam")
+    _shown(child, "opt=adam")
     child.send("\r")
     child.expect_exact("opt pinned at 'adam'")
     child.expect(PROMPT)
@@ -121,7 +128,7 @@ def test_run_narrow_pin_quit_and_resume_through_a_terminal(job: Path) -> None:
     assert "Study demo: 8 trials" in child.before
     assert "x narrowed to [0.0, 1.0]" in child.before
     child.send("\x1b[A")  # the up arrow brings back the last line typed, from the history file
-    child.expect_exact("/quit")
+    _shown(child, "/quit")
     child.send("\x15")  # Ctrl-U clears it
     _command(child, "/free opt", "opt freed")
     _command(child, "/undo", "Undone: opt freed")
@@ -226,3 +233,21 @@ def test_a_chat_and_a_batch_run_share_one_study(job: Path) -> None:
     _quit(chat)
     trials = load_study("demo", f"sqlite:///{job.parent / 'tunesmith.db'}").trials
     assert len(trials) == 5 and all(-1.0 <= t.params["x"] <= 0.0 for t in trials)  # the batch run followed the chat
+
+
+@pytest.mark.slow
+def test_a_chat_with_the_local_model_answers_in_the_json_action_format(job: Path) -> None:
+    result = _chat(
+        job,
+        ["/run 3", "Which trial is the best, and what would you try next?", "n", "n", "n", "/quit"],
+        "--model",
+        "local",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    [call] = load_study("demo", f"sqlite:///{job.parent / 'tunesmith.db'}").llm_calls
+    assert call.purpose == "chat" and call.mode == "json_schema", "the local model is held to the JSON format"
+    if call.error is None:  # a readable reply: what it said is shown
+        assert call.parsed["reply"].strip()[:40] in result.stdout
+    else:
+        assert "could not be read" in result.stdout
