@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agent.interact.actions import ACTIONS, Action, Arguments
+from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments
 from agent.interact.session import Session, SessionError
 from agent.llm.client import LLMError
 from agent.llm.replay import CHAT_PURPOSE
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 HISTORY_TURNS = 8
 #: Trials shown to the model each turn; more are one ``trials`` or ``show`` action away.
 TRIALS_SHOWN = 10
-REPLY_TOKENS = 800
+REPLY_TOKENS = 500
+#: Actions one reply may propose.
+MAX_ACTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -108,18 +110,11 @@ class Assistant:
     def _system(self) -> str:
         from prompts import render
 
-        study = self.session.study
-        trials = ACTIONS["trials"].perform(self.session, ACTIONS["trials"].validate({"last": TRIALS_SHOWN}))
         return render(
             "chat_system.j2",
             tools=self.use_tools,
             actions=[{"name": a.name, "summary": a.summary, "arguments": _argument_list(a)} for a in ACTIONS.values()],
-            study_name=study.name,
-            direction=study.direction,
-            metric=study.metric,
-            status=ACTIONS["status"].perform(self.session, ACTIONS["status"].validate({})).text.strip(),
-            space=ACTIONS["space"].perform(self.session, ACTIONS["space"].validate({})).text.strip(),
-            trials=trials.text.strip() if trials.data else "",
+            state=study_state(self.session),
         )
 
     def _read(self, parsed: Any, text: str, parse_error: str | None) -> Reply:
@@ -135,6 +130,31 @@ class Assistant:
             except SessionError as exc:
                 problems.append(f"the model proposed an action that cannot be done: {exc}")
         return Reply(reply.strip() if isinstance(reply, str) else "", actions, problems)
+
+
+def study_state(session: Session) -> str:
+    """The study as the model is shown it each turn: compact lines, not the tables a person reads (their box
+    drawing costs a small local model most of its context and seconds of prompt processing per turn)."""
+    from agent.display import number, short_params, trial_line
+    from agent.summary import summarize
+
+    study = session.study
+    s = summarize(study)
+    states = ", ".join(f"{n} {state}" for state, n in s["states"].items() if n) or "none yet"
+    target = f", {s['metric']}" if s["metric"] else ""
+    lines = [f"Study {s['name']} ({s['direction']}{target}): {s['trials']} trials ({states})."]
+    if s["best"]:
+        best = s["best"]
+        lines.append(
+            f"Best: trial {best['number']}, value {number(best['value'])} ({best['proposer']}): "
+            f"{short_params(best['params'], limit=400)}"
+        )
+    lines.append(ACTIONS["space"].perform(session, NoArguments()).text.strip())
+    latest = study.trials[-TRIALS_SHOWN:]
+    if latest:
+        lines.append(f"The latest {len(latest)} trials:")
+        lines += [trial_line(t) for t in latest]
+    return "\n".join(lines)
 
 
 def _proposed(raw: Any) -> Proposed:
@@ -159,19 +179,32 @@ def _argument_list(action: Action) -> str:
 
 
 def _reply_schema() -> dict[str, Any]:
-    """The JSON a backend without tool calling answers with."""
+    """The JSON a backend without tool calling answers with: each action's arguments held to that action's own
+    schema, so a grammar-constrained model cannot invent keys, and at most :data:`MAX_ACTIONS` of them."""
+    choices = [
+        {
+            "type": "object",
+            "properties": {"name": {"const": action.name}, "arguments": _bare(action.schema)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for action in ACTIONS.values()
+    ]
     return {
         "type": "object",
         "properties": {
             "reply": {"type": "string"},
-            "actions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string", "enum": list(ACTIONS)}, "arguments": {"type": "object"}},
-                    "required": ["name", "arguments"],
-                },
-            },
+            "actions": {"type": "array", "items": {"anyOf": choices}, "maxItems": MAX_ACTIONS},
         },
         "required": ["reply", "actions"],
+        "additionalProperties": False,
+    }
+
+
+def _bare(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` without pydantic's titles: noise in a prompt, and words a grammar need not hold."""
+    return {
+        key: _bare(value) if isinstance(value, Mapping) else value
+        for key, value in schema.items()
+        if key != "title" or not isinstance(value, str)
     }

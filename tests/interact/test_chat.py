@@ -160,7 +160,7 @@ def test_ctrl_c_during_run_stops_the_trial_and_the_chat_goes_on(job: Path) -> No
     assert trials[3].state is TrialState.COMPLETE
 
 
-def _chat(job: Path, lines: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+def _chat(job: Path, lines: list[str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent.cli", "chat", str(job), *args],
         cwd=job.parent,
@@ -168,7 +168,7 @@ def _chat(job: Path, lines: list[str], *args: str) -> subprocess.CompletedProces
         input="\n".join(lines) + "\n",
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -237,12 +237,8 @@ def test_a_chat_and_a_batch_run_share_one_study(job: Path) -> None:
 
 @pytest.mark.slow
 def test_a_chat_with_the_local_model_answers_in_the_json_action_format(job: Path) -> None:
-    result = _chat(
-        job,
-        ["/run 3", "Which trial is the best, and what would you try next?", "n", "n", "n", "/quit"],
-        "--model",
-        "local",
-    )
+    question = "Which trial is the best, and what would you try next?"
+    result = _chat(job, ["/run 3", question, "/quit"], "--model", "local", timeout=600)  # /quit declines any proposal
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     [call] = load_study("demo", f"sqlite:///{job.parent / 'tunesmith.db'}").llm_calls
