@@ -90,7 +90,7 @@ def print_summary(study: Study, stopped: str | None) -> None:
     if s["model"] or spend["calls"]:
         failed = spend["failed_calls"]
         out.print(
-            f"Model {s['model'] or '-'}: {spend['calls']} calls"
+            f"{'Model ' + s['model'] if s['model'] else 'Model calls (chat, task model)'}: {spend['calls']} calls"
             f"{f' ({failed} failed or gave no usable candidate)' if failed else ''}, "
             f"{spend['tokens']:,} tokens, ${spend['usd']:.4f}",
             markup=False,

@@ -9,6 +9,7 @@ import pytest
 
 import agent
 from agent import Float, Int, Space
+from agent.interact.actions import ACTIONS
 from agent.interact.assistant import Assistant
 from agent.interact.session import Session
 from agent.llm.client import LLMError
@@ -93,5 +94,7 @@ def test_no_reply_is_an_llm_error_and_the_calls_are_recorded_as_chat_not_replaye
     calls = session.study.llm_calls
     assert [(c.purpose, c.mode, c.error is None) for c in calls] == [("chat", "tools", True), ("chat", None, False)]
     assert session.study.llm_calls[0].parsed == {"reply": "Here.", "actions": [{"name": "best", "arguments": {}}]}
+    summary = ACTIONS["status"].perform(session, ACTIONS["status"].parse("")).text
+    assert "Model calls (chat, task model): 2 calls (1 failed" in summary  # the study itself has no model
     with pytest.raises(LLMError, match="no recorded model calls"):
         ReplayClient(session.study.storage, "s")  # a chat is not part of a run to reproduce
