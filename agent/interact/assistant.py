@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments
 from agent.interact.session import Session, SessionError
-from agent.llm.client import LLMError
+from agent.llm.client import Completion, LLMError
 from agent.llm.replay import CHAT_PURPOSE
 
 if TYPE_CHECKING:
@@ -90,7 +90,9 @@ class Assistant:
         self._turns.append((said, reply.text + proposed))
         return reply
 
-    def _complete(self, messages: list[dict[str, str]]) -> Any:
+    def _complete(self, messages: list[dict[str, str]]) -> Completion:
+        """One call: with the actions as tools where the backend takes them (once refused, never again), else
+        with the JSON reply schema."""
         if self.use_tools:
             tools = [{"name": a.name, "description": a.summary, "parameters": a.schema} for a in ACTIONS.values()]
             try:
