@@ -63,6 +63,10 @@ MAX_SCAN_CHARS = 65_536
 #: Words in an error that mean "this server does not do that response_format" rather than "bad request".
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "grammar")
 
+#: The key sent to a server that checks none: the SDK wants one. A placeholder, never registered as a secret
+#: (every "unused" in a log would be scrubbed).
+NO_KEY = "unused"
+
 _SPEC_FORMS = "'openai:<model>' (the OpenAI API) or 'http(s)://host:port/v1#<model>' (an OpenAI-compatible server)"
 
 
@@ -153,8 +157,8 @@ class OpenAIClient:
                     api_key_env,
                     self._where,
                 )
-            key = "unused"  # servers started without --api-key ignore the header, but the SDK wants one
-        else:
+            key = NO_KEY
+        elif key != NO_KEY:
             register(key)
         if base_url:
             register_url_credentials(base_url)

@@ -282,12 +282,12 @@ def _openai_ready(spec: ModelSpec, api_key_env: str | None) -> str | None:
 
 
 def _http(options: Any, context: BackendContext) -> LLMClient:
-    from agent.llm.openai import client_from_spec
+    from agent.llm.openai import NO_KEY, client_from_spec
 
     if context.api_key_env is None:
         # Another server gets a key only when the job names the variable: OPENAI_API_KEY must not be sent
         # to whatever URL a job file points at.
-        return client_from_spec(str(context.spec), api_key="unused")
+        return client_from_spec(str(context.spec), api_key=NO_KEY)
     return client_from_spec(str(context.spec), api_key_env=context.api_key_env)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agent.llm import make_client as make_model_client
 from agent.llm.client import Completion, LLMClient, LLMError
 from agent.llm.http import environment_proxy
 from agent.llm.openai import OpenAIClient, client_from_spec, parse_retry_after
@@ -491,6 +492,7 @@ def test_the_key_and_url_credentials_are_registered_as_secrets(misbehaving_serve
     OpenAIClient("m", base_url=misbehaving_server.base_url, api_key=key)
     url = misbehaving_server.base_url.replace("://", "://alice:PASSWORD987@")
     OpenAIClient("m", base_url=url)
+    make_model_client(misbehaving_server.spec())  # a job's server URL without api_key_env: sent the placeholder
     assert redact(f"echo {key} and PASSWORD987") == f"echo {REDACTED} and {REDACTED}"
     assert "unused" in redact("Bearer unused")  # the placeholder is no secret
 
