@@ -41,7 +41,7 @@ from agent.proposers import (
 from agent.proposers.base import Direction
 from agent.secrets import redact, redact_data
 from agent.space import ParamValue, Space
-from agent.steering import Steerable
+from agent.steering import Steerable, Steering
 from agent.storage import (
     DEFAULT_STORAGE,
     LLMCallRecord,
@@ -82,6 +82,8 @@ DIRECTIONS: tuple[Direction, ...] = ("minimize", "maximize")
 _RESERVE_ATTEMPTS = 5
 #: Two points closer than this in every unit-cube coordinate are the same point to a concurrent worker.
 _NEAR = 1e-3
+#: What a proposal is made from (:meth:`Study._seen`).
+_Seen = tuple[int, Steering, StudyView, list[Mapping[str, ParamValue]]]
 
 
 class Study(Steerable):
@@ -426,38 +428,48 @@ class Study(Steerable):
 
     def _prepare_next(self) -> None:
         future: Future[tuple[Proposal, int]] = Future()
+        # What the proposal sees is taken now, not when the thread gets to it: the trial just reserved is then
+        # always pending, never sometimes already told, so a replay asks the questions it recorded.
+        seen = self._seen()
 
         def prepare() -> None:
             try:
-                future.set_result(self._propose())
+                future.set_result(self._propose(seen=seen))
             except BaseException as exc:
                 future.set_exception(exc)
 
         threading.Thread(target=prepare, name=f"tunesmith-propose-{self.name}", daemon=True).start()
         self._prepared = future
 
-    def _propose(self, proposer: Proposer | None = None, why: str | None = None) -> tuple[Proposal, int]:
+    def _seen(self) -> _Seen:
+        """What a proposal is made from: the first unseen trial number, the steering, the view, pending points."""
+        first_unseen = self._cache.next_number()
+        steering = self.steering  # read at every proposal: another process may have steered since
+        view = StudyView(
+            steering.current_space,
+            self.direction,
+            self._cache.finished(),
+            seed=self.seed,
+            context=self.context,
+            known_keys=None if steering.pinned else self._cache.keys(),  # keys of the whole space
+            read_artifact=self._storage.get_artifact,
+            notes=steering.notes,
+            pinned=steering.pinned,
+        )
+        return first_unseen, steering, view, [t.params for t in self._cache.running()]
+
+    def _propose(
+        self, proposer: Proposer | None = None, why: str | None = None, seen: _Seen | None = None
+    ) -> tuple[Proposal, int]:
         """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the first unseen number.
 
         Args:
             proposer: another proposer than the study's (a fallback).
             why: the reason that other proposer is used, recorded as the rationale.
+            seen: what to propose from, taken earlier (:meth:`_seen`); None: now.
         """
         with self._propose_lock:
-            first_unseen = self._cache.next_number()
-            steering = self.steering  # read at every proposal: another process may have steered since
-            view = StudyView(
-                steering.current_space,
-                self.direction,
-                self._cache.finished(),
-                seed=self.seed,
-                context=self.context,
-                known_keys=None if steering.pinned else self._cache.keys(),  # keys of the whole space
-                read_artifact=self._storage.get_artifact,
-                notes=steering.notes,
-                pinned=steering.pinned,
-            )
-            pending = [t.params for t in self._cache.running()]
+            first_unseen, steering, view, pending = seen if seen is not None else self._seen()
             try:
                 chosen = proposer or self.proposer
                 proposal = chosen.propose(view, 1, pending)[0]
