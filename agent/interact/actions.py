@@ -13,7 +13,7 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +21,8 @@ from agent.interact.session import Session, SessionError
 
 if TYPE_CHECKING:
     from agent.trial import Trial
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: A parameter's value as typed or sent: a number, a bool, or a string (a choice, a prompt, a program).
 Value = bool | int | float | str
@@ -124,15 +126,20 @@ class Action:
 
     def validate(self, raw: Mapping[str, Any]) -> Arguments:
         """Arguments sent as JSON (a model's tool call, an MCP client); :class:`SessionError` naming the field."""
-        try:
-            return self.arguments.model_validate(dict(raw))
-        except ValidationError as exc:
-            raise SessionError(f"{self.name}: {problem_text(exc)}") from None
+        return validated(self.arguments, raw, self.name)
 
     @property
     def schema(self) -> dict[str, Any]:
         """The JSON Schema of the arguments, for a tool definition."""
         return self.arguments.model_json_schema()
+
+
+def validated(model: type[ModelT], raw: Mapping[str, Any], name: str) -> ModelT:
+    """``raw`` as ``model``, or a :class:`SessionError` saying, after ``name``, what is wrong with each field."""
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise SessionError(f"{name}: {problem_text(exc)}") from None
 
 
 def _read(syntax: Syntax, text: str, fields: list[str]) -> dict[str, Any]:

@@ -35,11 +35,11 @@ import anyio
 from mcp import types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, Field, create_model
 
 from agent import __version__
 from agent.errors import TunesmithError
-from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments, Outcome, problem_text
+from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments, Outcome, validated
 from agent.interact.session import Session, SessionError
 from agent.secrets import redact, without_credentials
 
@@ -287,11 +287,7 @@ class Tool:
 
     def __call__(self, raw: dict[str, Any]) -> Outcome:
         """Call the tool; :class:`SessionError` naming each faulty argument when they do not fit."""
-        try:
-            args = self.arguments.model_validate(raw)
-        except ValidationError as exc:
-            raise SessionError(f"{self.name}: {problem_text(exc)}") from None  # as an action's (Action.validate)
-        return self.call(args)
+        return self.call(validated(self.arguments, raw, self.name))
 
 
 def tools(studies: Studies) -> list[Tool]:
