@@ -25,8 +25,14 @@ from tests.cli.helpers import REPO, tunesmith
 pytestmark = pytest.mark.slow  # real runs: the CLI, the sandbox, a model
 
 SLOW = "# tunesmith: begin f\ndef f(x):\n    return x + 1\n# tunesmith: end f\n"
-CHECK = "import sys\nfrom slow import f\nsys.exit(0 if f(0) >= 1 else 1)\n"
-SCORE = "import json, time\nfrom slow import f\ntime.sleep(0.5)\nprint(json.dumps({'score': f(0)}))\n"
+# The evaluators are trusted: they call the candidate's f() in its sandbox, through tools.candidate.
+CALL_F = (
+    "from tools.candidate import Candidate\n"
+    "with Candidate.from_env().functions('slow') as slow:\n"
+    "    f0 = slow.call('f', 0).value\n"
+)
+CHECK = CALL_F + "import sys\nsys.exit(0 if f0 >= 1 else 1)\n"
+SCORE = CALL_F + "import json, time\ntime.sleep(0.5)\nprint(json.dumps({'score': f0}))\n"
 JOB = """\
 [study]
 name = "count-up"

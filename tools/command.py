@@ -42,11 +42,11 @@ from agent.trial import Trial
 from tools.evaluation import Evaluation, tail
 from tools.processes import EnvNames, pass_env_names, trial_workspace
 from tools.registry import EVALUATORS, EvaluatorContext
-from tools.runners import Outcome, Place, open_place
+from tools.runners import EvaluatorPlace, Outcome, Place, open_place
 from tools.sandbox import Limits
 
 #: Placeholders that are always available besides the parameters.
-BUILTIN_PLACEHOLDERS = ("trial_number", "params_file", "python")
+BUILTIN_PLACEHOLDERS = ("trial_number", "params_file", "python", "candidate_dir")
 
 
 def placeholders(argv: Sequence[str]) -> list[str]:
@@ -119,10 +119,13 @@ class CommandEvaluator:
         metric: the study's metric: the result is the last JSON line holding it, and JSON lines without it
             (``{"step": 3, "lr": 0.01}``) are progress; None takes the last JSON line.
         cascade: stages run first, in order; the first that fails fails the trial.
-        sandbox: run every stage and the command in a fresh copy of ``cwd`` under these limits (what generated
-            code needs); None runs them in ``cwd`` itself.
+        sandbox: the limits of a fresh copy of ``cwd`` per candidate; None runs everything in ``cwd`` itself.
+            Without ``candidate``, every stage and the command run in the copy.
         code: the Code parameters that live in files: name -> where (the candidate is written there, in the
             sandbox's copy; the user's files are never touched).
+        candidate: the space has Code parameters: the stages and the command are the user's trusted evaluator,
+            run in ``cwd``; the candidate runs only where the evaluator starts it (:mod:`tools.candidate`), in
+            the sandbox, and a command that never started it fails its trial (it scored the user's code).
 
     Raises:
         ValueError: ``argv`` is not a non-empty list of valid templates, ``pass_env`` holds a bad name, or code
@@ -140,6 +143,7 @@ class CommandEvaluator:
         cascade: Sequence[Stage] = (),
         sandbox: Limits | None = None,
         code: Mapping[str, CodeLocation] | None = None,
+        candidate: bool = False,
     ) -> None:
         for command in (argv, *(stage.argv for stage in cascade)):
             if isinstance(command, str) or not command or not all(isinstance(a, str) for a in command):
@@ -147,7 +151,7 @@ class CommandEvaluator:
                     'the command must be a non-empty list of strings, e.g. ["python", "train.py", "--lr", "{lr}"]'
                 )
             placeholders(command)  # raises on a malformed template now rather than at the first trial
-        if code and sandbox is None:
+        if (code or candidate) and sandbox is None:
             raise ValueError("code parameters are written into a sandbox's copy of the folder: give sandbox=Limits()")
         self.argv = list(argv)
         self.timeout_s = None if timeout is None else parse_duration(timeout)
@@ -158,6 +162,7 @@ class CommandEvaluator:
         self.cascade = list(cascade)
         self.sandbox = sandbox
         self.code = dict(code or {})
+        self.candidate = candidate
 
     def evaluate(self, params: Mapping[str, ParamValue], trial: Trial) -> Evaluation:
         try:
@@ -171,7 +176,15 @@ class CommandEvaluator:
             return Evaluation(None, error=f"cannot place the candidate's code: {exc}")
         with trial_workspace(trial.number) as workspace:
             try:
-                with open_place(self.folder, workspace, self.sandbox, files, json.dumps(dict(params))) as place:
+                with open_place(
+                    self.folder,
+                    workspace,
+                    self.sandbox,
+                    files,
+                    json.dumps(dict(params)),
+                    candidate=self.candidate,
+                    pass_env=self.pass_env,
+                ) as place:
                     return self._stages_then_command(place, params, trial)
             except OSError as exc:
                 return Evaluation(None, error=f"cannot run the command: {exc.strerror or exc}")
@@ -182,6 +195,7 @@ class CommandEvaluator:
             "trial_number": trial.number,
             "params_file": str(place.params_file),
             "python": sys.executable,
+            "candidate_dir": str(place.candidate_dir),
         }
         env = objective_environment(
             self.pass_env,
@@ -203,6 +217,8 @@ class CommandEvaluator:
             if failure is not None:
                 return Evaluation(None, error=failure, feedback=_feedback(outcome.stderr, notes))
             if not stage.name:
+                if isinstance(place, EvaluatorPlace) and not place.candidate_runs():
+                    return Evaluation(None, error=NEVER_RAN, feedback=_feedback(outcome.stderr, notes))
                 result = last_json_object(outcome.stdout, self.metric)
                 if result is None:
                     shown = tail(outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else ""))
@@ -212,6 +228,14 @@ class CommandEvaluator:
             kept.update({k: v for k, v in printed.items() if isinstance(v, int | float) and not isinstance(v, bool)})
             kept[f"{stage.name}_seconds"] = outcome.seconds
         raise AssertionError("the command is the last stage")  # pragma: no cover
+
+
+#: Why a trial whose evaluator never started the candidate failed.
+NEVER_RAN = (
+    "the evaluator never ran the candidate: with Code parameters the command and its cascade run outside the "
+    "sandbox, on the user's files, and start the candidate with tools.candidate (Candidate.from_env().functions"
+    "(...) or .run([...])); see the README, 'Evaluating generated code'"
+)
 
 
 def _filled(argv: Sequence[str], values: Mapping[str, Any]) -> list[str] | str:
@@ -348,4 +372,5 @@ def _command(options: CommandOptions, context: EvaluatorContext | None) -> Comma
         cascade=[Stage(stage.name, stage.command, stage.timeout) for stage in options.cascade],
         sandbox=limits,
         code={name: param.location for name, param in code.items() if param.location is not None},
+        candidate=bool(code) and limits is not None,
     )

@@ -349,7 +349,8 @@ def clean_leftovers() -> Leftovers:
 
     A trial folder is a leftover when the process its name names is gone, or its pid now belongs to another
     process; a folder whose name names no owner (an older tunesmith made it) when it is over an hour old.
-    Folders of live runs and of other users are left alone; so are processes of other users.
+    Folders of live runs and of other users are left alone; so are processes of other users, but for the
+    sandbox user's when we are root.
     """
     leftovers = [(folder, owner) for folder, owner in _trial_folders() if _is_leftover(folder, owner)]
     tokens = {owner.token for _, owner in leftovers if owner is not None}
@@ -398,12 +399,17 @@ def _alive(owner: _Owner) -> bool:
 
 
 def _kill_carriers(tokens: set[str]) -> int:
-    """SIGKILL every process of this user that carries one of ``tokens``; returns how many."""
+    """SIGKILL every process that carries one of ``tokens`` and is ours to kill; returns how many.
+
+    Root's sandboxed programs run as another user (``nobody``), so root kills carriers of any user: a token is
+    a random 128-bit name that only our trials hand out. Anyone else kills only their own processes.
+    """
     me, uid = os.getpid(), os.getuid()
+    anyone = os.geteuid() == 0
     killed: set[int] = set()
     for process in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
-            if process.pid != me and process.uids().real == uid and _token(process) in tokens:
+            if process.pid != me and (anyone or process.uids().real == uid) and _token(process) in tokens:
                 process.kill()
                 killed.add(process.pid)
     _reap(killed, parents=killed)

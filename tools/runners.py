@@ -6,8 +6,11 @@ the exit status (None at the timeout), the ends of stdout and stderr, and the se
 evaluator reads outcomes the same way wherever they ran.
 
 * :class:`Folder` runs in a folder as it is (the user's own code, trusted like any script they run).
-* :class:`SandboxPlace` runs in a fresh copy of the folder under limits (:mod:`tools.sandbox`), with each
-  candidate's code written into the copy first: the only place generated code runs.
+* :class:`SandboxPlace` runs in a fresh copy of the folder under limits (:mod:`tools.sandbox`): a command
+  that is itself untrusted (``sandbox = true`` without Code parameters).
+* :class:`EvaluatorPlace` is for generated code: the user's evaluator runs in the folder as it is, trusted,
+  and the candidate (its code written into a sandboxed copy) runs only when the evaluator starts it through
+  :mod:`tools.candidate`, apart from the evaluator, its files and its result channel.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from tools.candidate import CANDIDATE_ENV
 from tools.evaluation import tail
 from tools.processes import TOKEN_ENV, TrialWorkspace, child_preexec, read_tail, wait_contained
 from tools.sandbox import Limits, Sandbox
@@ -55,10 +59,14 @@ PARAMS_NAME = ".tunesmith-params.json"
 
 class Place(Protocol):
     """Runs command lines for one evaluation; ``folder`` is their working directory, ``params_file`` the JSON
-    file of the candidate's parameters they may read."""
+    file of the candidate's parameters they may read, ``candidate_dir`` the folder holding the candidate's code
+    (``{candidate_dir}``)."""
 
     @property
     def folder(self) -> Path: ...
+
+    @property
+    def candidate_dir(self) -> Path: ...
 
     @property
     def params_file(self) -> Path: ...
@@ -77,6 +85,10 @@ class Folder:
 
     @property
     def folder(self) -> Path:
+        return self._folder
+
+    @property
+    def candidate_dir(self) -> Path:
         return self._folder
 
     @property
@@ -120,6 +132,10 @@ class SandboxPlace:
         return self._sandbox.path
 
     @property
+    def candidate_dir(self) -> Path:
+        return self._sandbox.path
+
+    @property
     def params_file(self) -> Path:
         return self._sandbox.path / PARAMS_NAME  # readable by the sandbox's processes, unlike our trial folder
 
@@ -128,12 +144,55 @@ class SandboxPlace:
         return Outcome(done.returncode, done.stdout, tail(done.stderr), done.seconds, done.notes)
 
 
+class EvaluatorPlace:
+    """The user's evaluator in its folder; the candidate in a sandbox the evaluator starts it in.
+
+    The evaluator finds the sandbox through :data:`~tools.candidate.CANDIDATE_ENV` (a file in the sandbox's
+    trial folder, closed to the candidate). Each outcome carries what the sandbox could not enforce for the
+    programs started so far, and :meth:`candidate_runs` says how many there were: an evaluator that never ran
+    the candidate has scored the user's own code.
+    """
+
+    def __init__(self, folder: Path, workspace: TrialWorkspace, sandbox: Sandbox, params_json: str) -> None:
+        self._evaluator = Folder(folder, workspace, params_json)
+        self._sandbox = sandbox
+        self._spec = sandbox.confinement.save()
+
+    @property
+    def folder(self) -> Path:
+        return self._evaluator.folder
+
+    @property
+    def candidate_dir(self) -> Path:
+        return self._sandbox.path
+
+    @property
+    def params_file(self) -> Path:
+        return self._evaluator.params_file
+
+    def candidate_runs(self) -> int:
+        """How many programs the evaluator started in the candidate's sandbox so far."""
+        return self._sandbox.confinement.started()[0]
+
+    def run(self, argv: Sequence[str], timeout_s: float | None, env: Mapping[str, str]) -> Outcome:
+        done = self._evaluator.run(argv, timeout_s, {**env, CANDIDATE_ENV: str(self._spec)})
+        return Outcome(done.returncode, done.stdout, done.stderr, done.seconds, self._sandbox.confinement.started()[1])
+
+
 @contextlib.contextmanager
 def open_place(
-    folder: Path, workspace: TrialWorkspace, limits: Limits | None, files: Mapping[str, str], params_json: str
+    folder: Path,
+    workspace: TrialWorkspace,
+    limits: Limits | None,
+    files: Mapping[str, str],
+    params_json: str,
+    *,
+    candidate: bool = False,
+    pass_env: Sequence[str] = (),
 ) -> Iterator[Place]:
-    """The place one evaluation runs in: ``folder`` itself, or with ``limits`` a sandboxed copy of it holding
-    ``files`` (path relative to the folder -> text: the candidate's code), removed afterwards.
+    """The place one evaluation runs in: ``folder`` itself; with ``limits`` a sandboxed copy of it holding
+    ``files`` (path relative to the folder -> text: the candidate's code), removed afterwards; with
+    ``candidate`` too, the folder itself for the evaluator and that copy for the candidate it starts.
 
     Raises:
         OSError: the copy cannot be made or written.
@@ -141,7 +200,11 @@ def open_place(
     if limits is None:
         yield Folder(folder, workspace, params_json)
         return
-    with Sandbox(folder, limits) as sandbox:
+    with Sandbox(folder, limits, pass_env=pass_env) as sandbox:
         for relative, text in files.items():
             sandbox.write(relative, text)
-        yield SandboxPlace(sandbox, params_json)
+        if candidate:
+            sandbox.write(PARAMS_NAME, params_json)
+            yield EvaluatorPlace(folder, workspace, sandbox, params_json)
+        else:
+            yield SandboxPlace(sandbox, params_json)

@@ -2,12 +2,17 @@
 
 Each case is a name, the arguments and the known answer; the edge cases (empty input, duplicates, negatives,
 a number paired with itself) are where a faster algorithm most often goes wrong.
+
+This file is trusted: it runs on the host, in this folder, and never imports the candidate. The candidate's
+``count_pairs`` runs in its own confined process (tools.candidate), and only its answers come back here.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from tools.candidate import Candidate, CandidateError
 
 CASES: list[tuple[str, list[int], int, int]] = [
     ("test_empty", [], 5, 0),
@@ -28,17 +33,22 @@ CASES: list[tuple[str, list[int], int, int]] = [
 
 
 def main() -> None:
-    from slow import count_pairs  # imported here: a broken slow.py fails with its own error
-
     failed = 0
-    for name, nums, target, expected in CASES:
-        try:
-            got = count_pairs(list(nums), target)
-        except Exception as exc:  # a crash on one case is that test failing, not the whole run
-            got = f"{type(exc).__name__}: {exc}"
-        if got != expected:
-            print(f"FAILED {name}: count_pairs({nums}, {target}): expected {expected}, got {got!r}", file=sys.stderr)
-            failed += 1
+    try:
+        with Candidate.from_env().functions("slow", timeout_s=10) as slow:
+            for name, nums, target, expected in CASES:
+                try:
+                    got: object = slow.call("count_pairs", list(nums), target).value
+                except CandidateError as exc:  # a crash on one case is that test failing, not the whole run
+                    got = str(exc).splitlines()[0]
+                if got != expected:
+                    print(
+                        f"FAILED {name}: count_pairs({nums}, {target}): expected {expected}, got {got!r}",
+                        file=sys.stderr,
+                    )
+                    failed += 1
+    except CandidateError as exc:  # slow.py does not even import
+        sys.exit(f"check.py: {exc}")
     if failed:
         sys.exit(1)
     print(json.dumps({"tests_passed": len(CASES)}))

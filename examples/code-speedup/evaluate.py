@@ -1,8 +1,10 @@
-"""Time ``count_pairs`` from slow.py on a benchmark input; print the best of 3 runs as JSON.
+"""Time the candidate's ``count_pairs`` on benchmark inputs; print the best of 3 runs as JSON.
 
-Each run gets a different input of the same size (so a function that remembers its last answer gains
-nothing), and each answer is checked against a reference, so a fast but wrong rewrite fails instead of
-winning. The size makes the original double loop take about 1-2 s on one core.
+This file is trusted: it runs on the host, in this folder, and never imports the candidate. The candidate runs
+in its own confined process (tools.candidate); this side makes the inputs, times each call from the moment the
+arguments are sent to the moment the answer arrives, and checks every answer against a reference. So a
+candidate cannot print a better time (its output is not read), remember or precompute answers (the inputs are
+drawn afresh from the OS's randomness for every trial), or be fast by being wrong.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections import Counter
+
+from tools.candidate import Candidate, CandidateError
 
 N = 7000  # numbers per input
 RUNS = 3
+TIMEOUT_S = 30.0  # per call: the original takes about 1-2 s
 
 
 def reference(nums: list[int], target: int) -> int:
@@ -31,19 +35,23 @@ def reference(nums: list[int], target: int) -> int:
 
 
 def main() -> None:
-    from slow import count_pairs
-
+    rng = random.SystemRandom()  # not seeded: nothing for the candidate to predict
     best = float("inf")
-    for run in range(RUNS):
-        rng = random.Random(run)
-        nums = [rng.randint(-1000, 1000) for _ in range(N)]
-        target = rng.randint(-100, 100)
-        expected = reference(nums, target)
-        start = time.perf_counter()
-        got = count_pairs(nums, target)
-        best = min(best, time.perf_counter() - start)
-        if got != expected:
-            sys.exit(f"evaluate.py: wrong answer on benchmark input {run} ({N} numbers): {got}, expected {expected}")
+    try:
+        with Candidate.from_env().functions("slow", timeout_s=TIMEOUT_S) as slow:
+            for run in range(RUNS):
+                nums = [rng.randint(-1000, 1000) for _ in range(N)]
+                target = rng.randint(-100, 100)
+                call = slow.call("count_pairs", nums, target)
+                best = min(best, call.seconds)
+                expected = reference(nums, target)
+                if call.value != expected:
+                    sys.exit(
+                        f"evaluate.py: wrong answer on benchmark input {run} ({N} numbers): {call.value!r}, "
+                        f"expected {expected}"
+                    )
+    except CandidateError as exc:
+        sys.exit(f"evaluate.py: {exc}")
     print(json.dumps({"seconds": round(best, 6)}))
 
 

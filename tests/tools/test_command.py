@@ -161,7 +161,7 @@ def test_unknown_placeholder_fails_the_trial_not_the_study(trial: Trial) -> None
     assert evaluation.output is None
     assert evaluation.error == (
         "cannot fill command item 3 ('{missing}'): KeyError('missing'); placeholders available: "
-        "x, trial_number, params_file, python (write {{ and }} for literal braces)"
+        "x, trial_number, params_file, python, candidate_dir (write {{ and }} for literal braces)"
     )
 
 
@@ -177,7 +177,8 @@ def test_python_is_a_known_placeholder_and_program(tmp_path: Path) -> None:
     context = EvaluatorContext(tmp_path, Space(v=Categorical(["a"])))
     assert check_command({"command": ["{python}", "train.py", "{v}"]}, context) == []
     assert check_command({"command": ["{pyhton}", "train.py"]}, context) == [
-        "command[0]: placeholder {pyhton} is not a parameter (known: v, trial_number, params_file, python)"
+        "command[0]: placeholder {pyhton} is not a parameter "
+        "(known: v, trial_number, params_file, python, candidate_dir)"
     ]
 
 
@@ -387,20 +388,22 @@ def test_fast_command_under_timeout_succeeds(tmp_path: Path, trial: Trial) -> No
 
 
 # Cascades and the sandbox ---------------------------------------------------------------------------------
-CHECK = """\
+CHECK = """\\
 import json, sys
-from slow import f
-failed = [name for name, ok in (("test_one", f(1) == 2), ("test_two", f(2) == 3)) if not ok]
+from tools.candidate import Candidate
+with Candidate.from_env().functions("slow") as slow:
+    cases = (("test_one", 1, 2), ("test_two", 2, 3))
+    failed = [name for name, x, expected in cases if slow.call("f", x).value != expected]
 for name in failed:
     print(f"FAILED {name}", file=sys.stderr)
 print(json.dumps({"tests_passed": 2 - len(failed)}))
 sys.exit(1 if failed else 0)
 """
-SCORE = """\
-import json, pathlib
-from slow import f
-pathlib.Path("scored").write_text("yes")
-print(json.dumps({"score": f(10)}))
+SCORE = """\\
+import json
+from tools.candidate import Candidate
+with Candidate.from_env().functions("slow") as slow:
+    print(json.dumps({"score": slow.call("f", 10).value}))
 """
 SLOW = "import math\n\n# tunesmith: begin f\ndef f(x):\n    return x + 1\n# tunesmith: end f\n"
 
@@ -433,7 +436,15 @@ def test_a_candidate_runs_in_a_sandboxed_copy_after_its_cascade_and_the_user_fil
     assert isinstance(evaluation.output, dict)
     assert evaluation.output["score"] == 11 and evaluation.output["tests_passed"] == 2
     assert evaluation.output["tests_seconds"] > 0
-    assert (folder / "slow.py").read_text() == SLOW and not (folder / "scored").exists(), "the user's tree"
+    assert (folder / "slow.py").read_text() == SLOW, "the user's tree"
+
+
+def test_an_evaluator_that_never_runs_the_candidate_fails_its_trial(tmp_path: Path) -> None:
+    folder = project(tmp_path)
+    (folder / "score.py").write_text("import json\nfrom slow import f\nprint(json.dumps({'score': f(10)}))\n")
+    evaluation = code_evaluator(folder, cascade=[]).evaluate({"program": "def f(x):\n    return 99\n"}, make_trial())
+    assert evaluation.output is None, "the user's own slow.py was scored, not the candidate"
+    assert (evaluation.error or "").startswith("the evaluator never ran the candidate"), evaluation
 
 
 def test_a_candidate_failing_a_stage_is_not_evaluated_and_says_which_tests_failed(tmp_path: Path) -> None:

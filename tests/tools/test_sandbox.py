@@ -24,12 +24,23 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.secrets import objective_environment
+from tools.bubblewrap import BWRAP_ENV, Bubblewrap, bubblewrap
 from tools.processes import FOLDER_PREFIX, TOKEN_ENV, clean_leftovers
-from tools.sandbox import Limits, Sandbox, SandboxError, SandboxRun
+from tools.sandbox import Limits, Sandbox, SandboxError, SandboxRun, sandbox_user
 
 PY = sys.executable
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="namespaces exist on Linux only")
+#: CI installs bubblewrap and sets this: there its tests must run, never skip.
+REQUIRE_BWRAP = os.environ.get("TUNESMITH_REQUIRE_BWRAP") == "1"
+
+
+def bwrap_here() -> bool:
+    found = bubblewrap(sandbox_user())
+    assert isinstance(found, Bubblewrap) or not REQUIRE_BWRAP, found
+    return isinstance(found, Bubblewrap)
+
+
+requires_bwrap = pytest.mark.skipif(not bwrap_here(), reason="bubblewrap is not installed or refused here")
 
 
 @pytest.fixture
@@ -152,20 +163,43 @@ def test_secrets_and_credentials_are_not_visible(tree: Path, monkeypatch: pytest
         "GOOGLE_APPLICATION_CREDENTIALS": "/root/gcp.json",
         "KUBECONFIG": "/root/.kube/config",
         "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock",
+        # names no deny-list knows: the environment is an allow-list
+        "DATABASE_URL": "postgresql://alice:hunter2-for-nobody@db/prod",
+        "GH_PAT": "ghp_not-for-generated-code",
+        "OPENAI_KEY": "sk-another-not-for-generated-code",
     }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
     with Sandbox(tree, Limits()) as box:
         seen = last_json(box.run(python(SHOW_ENVIRONMENT), timeout_s=60))
-        passed = objective_environment(["MY_API_KEY", "AWS_PROFILE"])  # what pass_env gives a command
-        seen_passed = last_json(box.run(python(SHOW_ENVIRONMENT), timeout_s=60, env=passed))
         home = Path(str(seen["HOME"]))
-        assert home.parent == box.path.parent and Path(str(seen["TMPDIR"])).parent == box.path.parent
+        assert home.parent == box.path.parent
+    with Sandbox(tree, Limits(), pass_env=["MY_API_KEY", "AWS_PROFILE"]) as box:  # the job's pass_env
+        seen_passed = last_json(box.run(python(SHOW_ENVIRONMENT), timeout_s=60, env={"GIVEN": "on purpose"}))
     assert not set(secrets) & set(seen)
     assert not set(secrets.values()) & set(map(str, seen.values()))
+    assert seen["LC_ALL"] == "C.UTF-8" and seen["PATH"] == os.environ["PATH"]  # the allow-list
     assert seen_passed["MY_API_KEY"] == secrets["MY_API_KEY"]  # named by the user: kept
+    assert seen_passed["GIVEN"] == "on purpose"  # given by the evaluator: kept
     assert "AWS_PROFILE" not in seen_passed  # a credential: never
     assert home != Path.home()
+
+
+def test_credential_files_and_storage_are_not_copied(tree: Path) -> None:
+    (tree / ".env").write_text("OPENAI_API_KEY=sk-in-a-dotfile\n")
+    (tree / ".env.local").write_text("GH_PAT=ghp_in-a-dotfile\n")
+    (tree / ".ssh").mkdir()
+    (tree / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    (tree / "deploy.pem").write_text("PRIVATE KEY")
+    (tree / "study.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    (tree / "study.sqlite-wal").write_bytes(b"\x37\x7f\x06\x82")
+    (tree / "results").mkdir()
+    (tree / "results" / "history.bin").write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)  # any name
+    (tree / "tunesmith.db.schema-3.bak").write_bytes(b"SQLite format 3\x00")
+    with Sandbox(tree, Limits()) as box:
+        copied = sorted(str(p.relative_to(box.path)) for p in box.path.rglob("*"))
+    assert copied == ["data", "data/rows.csv", "results", "train.py"]
 
 
 # Files ------------------------------------------------------------------------------------------------------
@@ -193,7 +227,7 @@ def test_writing_outside_the_copy_leaves_the_users_tree_unchanged(tree: Path) ->
         done = box.run(python("import errno\n" + textwrap.dedent(code)), timeout_s=60)
     assert done.returncode == 0, done.stderr
     attempts = last_json(done)
-    assert set(attempts.values()) <= {"EACCES", "EPERM", "EROFS"}, attempts
+    assert set(attempts.values()) <= {"EACCES", "EPERM", "EROFS", "ENOENT"}, attempts  # ENOENT: not in its view
     assert fingerprint(tree) == before
 
 
@@ -356,3 +390,123 @@ def test_output_is_kept_and_a_missing_program_is_reported(tree: Path) -> None:
         assert 0 < done.seconds <= time.monotonic() - started
         with pytest.raises(FileNotFoundError):
             box.run([str(box.path / "no-such-program")], timeout_s=10)
+
+
+# Escapes that only bubblewrap closes ------------------------------------------------------------------------
+@requires_bwrap
+def test_a_daemon_with_a_clean_environment_dies_with_the_run(tree: Path) -> None:
+    marker = f"tunesmith-daemon-{os.getpid()}-{time.monotonic_ns()}"
+    code = f"""
+        import os
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:  # a daemon: no session, no token, no parent of ours
+                os.execve("/bin/sh", ["sh", "-c", "sleep 300; : {marker}"], {{}})
+            os._exit(0)
+        print("left a daemon")
+    """
+    with Sandbox(tree, Limits()) as box:
+        done = box.run(python(code), timeout_s=60)
+    assert done.returncode == 0 and done.stdout == "left a daemon\n", done.stderr
+    alive = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    assert not alive, alive
+
+
+@requires_bwrap
+def test_the_program_sees_and_signals_only_its_own_processes(tree: Path) -> None:
+    user = sandbox_user()
+    victim = subprocess.Popen(
+        ["sleep", "300"], user=None if user is None else user[0], group=None if user is None else user[1]
+    )
+    try:
+        code = f"""
+            import json, os, signal
+            try:
+                os.kill({victim.pid}, signal.SIGTERM)
+                outcome = "killed"
+            except OSError as exc:
+                outcome = type(exc).__name__
+            print(json.dumps({{"kill": outcome, "pids": [p for p in os.listdir("/proc") if p.isdigit()]}}))
+        """
+        with Sandbox(tree, Limits()) as box:
+            seen = last_json(box.run(python(code), timeout_s=60))
+        assert victim.poll() is None, "a process of the same user outside the sandbox was killed"
+    finally:
+        victim.kill()
+        victim.wait()
+    assert seen["kill"] in ("ProcessLookupError", "PermissionError")
+    assert str(os.getpid()) not in seen["pids"] and len(seen["pids"]) <= 3, seen  # its init, itself
+
+
+@requires_bwrap
+def test_tmp_and_dev_shm_are_its_own_bounded_and_gone_afterwards(tree: Path) -> None:
+    name = f"tunesmith-scratch-{os.getpid()}-{time.monotonic_ns()}"
+    code = f"""
+        import errno, json
+        outcome = {{}}
+        for folder in ("/tmp", "/dev/shm"):
+            try:
+                with open(folder + "/{name}", "wb", buffering=0) as f:
+                    for _ in range(32):  # 32 MiB, over the 8 MiB bound
+                        f.write(b"x" * (1 << 20))
+                outcome[folder] = "written"
+            except OSError as exc:
+                outcome[folder] = errno.errorcode[exc.errno]
+        print(json.dumps(outcome))
+    """
+    with Sandbox(tree, Limits(file_size_bytes=8 << 20)) as box:
+        outcome = last_json(box.run(python(code), timeout_s=60))
+    assert outcome == {"/tmp": "ENOSPC", "/dev/shm": "ENOSPC"} or set(outcome.values()) <= {"ENOSPC", "EFBIG"}
+    assert not Path("/tmp", name).exists() and not Path("/dev/shm", name).exists()
+
+
+@requires_bwrap
+def test_unix_sockets_storage_and_home_of_the_host_are_out_of_reach(tree: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-host-"))
+    folder.chmod(0o755)
+    study = folder / "tunesmith.db"
+    study.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    study.chmod(0o644)
+    path = folder / "agent.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(path))
+            path.chmod(0o777)
+            server.listen()
+            server.settimeout(0)
+            code = f"""
+                import json, os, socket
+                outcome = {{}}
+                try:
+                    socket.socket(socket.AF_UNIX).connect({str(path)!r})
+                    outcome["socket"] = "connected"
+                except OSError as exc:
+                    outcome["socket"] = type(exc).__name__
+                for name, target in (("storage", {str(study)!r}), ("home", {str(Path.home() / ".bashrc")!r})):
+                    try:
+                        open(target, "rb").read(16)
+                        outcome[name] = "read"
+                    except OSError as exc:
+                        outcome[name] = type(exc).__name__
+                outcome["home_listing"] = sorted(os.listdir({str(Path.home())!r})) if os.path.isdir(
+                    {str(Path.home())!r}) else None
+                print(json.dumps(outcome))
+            """
+            with Sandbox(tree, Limits()) as box:
+                outcome = last_json(box.run(python(code), timeout_s=60))
+            with pytest.raises(BlockingIOError):
+                server.accept()
+    finally:
+        shutil.rmtree(folder)
+    assert outcome["socket"] == "FileNotFoundError" and outcome["storage"] == "FileNotFoundError", outcome
+    assert outcome["home"] in ("FileNotFoundError", "PermissionError"), outcome
+    listing = outcome["home_listing"] or []
+    assert not {".ssh", ".bashrc", ".aws"} & set(listing), listing  # at most the interpreter's own folders
+
+
+def test_without_bubblewrap_the_run_goes_on_and_says_it_was_weaker(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BWRAP_ENV, "none")
+    with Sandbox(tree, Limits()) as box:
+        done = box.run(python("print('ran')"), timeout_s=60)
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
+    assert any(note.startswith("weaker confinement: bubblewrap switched off") for note in done.notes), done.notes
