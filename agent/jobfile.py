@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from agent.budget import Budget
 from agent.config import Price, StudyConfig, config_problems
 from agent.errors import ConfigError, TunesmithError
+from agent.files import MIB, FileRefused, read_bounded
 from agent.llm.spec import ModelSpec, model_problems, resolve_model_path
 from agent.proposers import PROPOSERS, space_problem, uses_model
 from agent.space import Space, SpaceTable
@@ -75,6 +76,8 @@ LAYOUT: dict[str, dict[str, tuple[str, ...]]] = {
         "model_calls": ("budget", "model_calls"),
     },
 }
+#: A job file is a page of settings; what is larger is not one (``/dev/zero`` would never end).
+JOB_FILE_LIMIT = 4 * MIB
 _SECTIONS = ("study", "space", "objective", "proposer", "budget", "enqueue")
 _ALL_SECTIONS = "[study], [space], [objective], [proposer], [budget], [[enqueue]]"
 
@@ -219,10 +222,10 @@ def load_job(path: str | Path, *, require_budget: bool = True) -> Job:
     """
     path = Path(path).resolve()
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(read_bounded(path, JOB_FILE_LIMIT).decode())
     except FileNotFoundError:
         raise JobFileError(path, ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, FileRefused) as exc:
         raise JobFileError(path, [f"cannot read it: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise JobFileError(path, [f"not valid TOML: {exc}"]) from None

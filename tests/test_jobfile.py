@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -307,7 +309,7 @@ BROKEN = [
         job_text(objective=f'command = [{PY}, "train.py", "--lr", "{{lr}}", "--m", "{{momentum:.2f}}"]\n'),
         [
             "objective.command[5]: placeholder {momentum} is not a parameter "
-            "(known: lr, depth, opt, trial_number, params_file, python)"
+            "(known: lr, depth, opt, trial_number, params_file, python, candidate_dir)"
         ],
     ),
     (
@@ -497,6 +499,29 @@ def test_file_not_found(tmp_path: Path) -> None:
         load_job(missing)
     assert info.value.problems == ["file not found"]
     assert str(info.value) == f"{missing}: file not found"
+
+
+def _special_files(folder: Path) -> dict[str, Path]:
+    """What a hostile name points a reader at: a device, a FIFO without a writer, 10 GB (sparse), a folder."""
+    os.mkfifo(folder / "fifo.toml")
+    with (folder / "huge.toml").open("wb") as f:
+        f.truncate(10 * 1024**3)
+    (folder / "folder.toml").mkdir()
+    return {
+        "it is a character device, not a regular file": Path("/dev/zero"),
+        "it is a FIFO, not a regular file": folder / "fifo.toml",
+        "it is 10240.0 MiB, more than the 4.0 MiB read here": folder / "huge.toml",
+        "it is a folder, not a regular file": folder / "folder.toml",
+    }
+
+
+def test_a_special_or_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    # /dev/zero once grew the process to 23 GB before the kernel killed it; a FIFO waited forever.
+    with ThreadPoolExecutor(1) as pool:  # a read that hangs fails the test instead of stalling the suite
+        for why, path in _special_files(tmp_path).items():
+            with pytest.raises(JobFileError) as info:
+                pool.submit(load_job, path).result(timeout=60)
+            assert info.value.problems == [f"cannot read it: {why}"]
 
 
 # Problems found today: each test states what a user should get --------------------------------------------

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import TunesmithError
+from agent.files import MIB, FileRefused, read_bounded
 
+#: The largest dev set read: tens of thousands of examples, more than a tuning run evaluates; a device or a runaway
+#: file is refused rather than read into memory.
+DEVSET_LIMIT = 64 * MIB
 #: How many problems a DevSetError's message lists; ``problems`` holds them all.
 MAX_LISTED = 20
 
@@ -96,9 +100,11 @@ def load_examples(path: str | Path) -> list[Example]:
 def _read(path: Path) -> bytes:
     """The file's bytes: decoded line by line later, so that a bad byte can be pinned to its line."""
     try:
-        return path.read_bytes()
+        return read_bounded(path, DEVSET_LIMIT)
     except FileNotFoundError:
         raise DevSetError([f"{path.name}: no such file (looked in {path.absolute().parent})"]) from None
+    except FileRefused as exc:
+        raise DevSetError([f"{path.name}: cannot read it ({exc})"]) from None
     except OSError as exc:
         raise DevSetError([f"{path.name}: cannot read it ({exc.strerror or exc})"]) from None
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: A target with one of these suffixes is a database file even before it exists (then: "no database at ...").
-_DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def resolve(target: str | None, storage: str | None) -> Target:
     if target is None:
         return Target(chosen or DEFAULT_STORAGE, None)
     path = Path(target).expanduser()
-    if "://" in target or _is_sqlite(path) or path.suffix in _DATABASE_SUFFIXES:
+    if "://" in target or is_sqlite(path) or path.suffix in DATABASE_SUFFIXES:
         if chosen:
             fail(f"{target} is a storage; leave out --storage or give a study name instead")
         return Target(storage_url(target), None)
@@ -84,14 +84,15 @@ def resolve(target: str | None, storage: str | None) -> Target:
 def job_location(path: Path) -> tuple[str, str]:
     """The study name and storage URL a job file names, read without checking the rest of the file: asking
     about a study must work even where the job could not run (a model key that is not set in this shell)."""
-    from agent.jobfile import resolve_storage
+    from agent.files import FileRefused, read_bounded
+    from agent.jobfile import JOB_FILE_LIMIT, resolve_storage
     from agent.storage import DEFAULT_STORAGE
 
     try:
-        study = tomllib.loads(path.read_text()).get("study", {})
+        study = tomllib.loads(read_bounded(path, JOB_FILE_LIMIT).decode()).get("study", {})
     except FileNotFoundError:
         fail(f"no job file {path} (give a job file, a storage URL or path, or a study name)")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, FileRefused) as exc:
         fail(f"cannot read the job file {path}: {exc}")
     name = study.get("name") if isinstance(study, dict) else None
     if not isinstance(name, str):
@@ -102,11 +103,13 @@ def job_location(path: Path) -> tuple[str, str]:
     return name, resolve_storage(storage, path.resolve().parent)
 
 
-def _is_sqlite(path: Path) -> bool:
+def is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is a SQLite database: a regular file that starts as one (a FIFO is not waited on)."""
+    from agent.files import FileRefused, read_head
+
     try:
-        with path.open("rb") as f:
-            return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
-    except OSError:
+        return read_head(path, len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    except (OSError, FileRefused):
         return False
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.interact.boundary import MAX_PATH
 from agent.interact.session import Session, SessionError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class NoteArguments(Arguments):
 
 
 class ReportArguments(Arguments):
-    path: str = Field("report.html", description="the HTML file to write")
+    path: str = Field("report.html", max_length=MAX_PATH, description="the HTML file to write")
 
 
 class RunArguments(Arguments):
@@ -412,7 +413,7 @@ ACTIONS: dict[str, Action] = {
         ),
         Action(
             "run",
-            "run N more trials with the job's objective",
+            "run N more trials with the job's objective: it runs the job's command (or function) on this host",
             RunArguments,
             _run,
             usage="/run N",

@@ -6,15 +6,21 @@ taking the ``study`` it acts on, and what only a program holding studies needs: 
 arguments' pydantic model, so the SDK's low-level server is used: it lists those schemas as they are, where
 the decorator API would derive them from Python signatures.
 
-Two rules keep the assistant's side of the pipe sound:
+Three rules keep the assistant's side of the pipe sound:
 
-- stdout is the protocol's. Messages go out on a duplicate of fd 1, and fd 1 itself points at stderr for the
-  life of the server: an objective that prints, a library's progress line, a child process all land there.
+- stdin and stdout are the protocol's. Messages come in on a duplicate of fd 0 and go out on a duplicate of
+  fd 1; for the life of the server fd 0 reads nothing and fd 1 points at stderr: an objective that prints, a
+  library's progress line, a child process all land there, and none can read the client's messages.
 - a call that fails is a tool error the model can read and act on: the message, never a traceback. Only an
   unexpected exception is logged with its traceback (to stderr), and reported as ``internal error: ...``.
+- what a client names is checked against what the server's command line allows (:mod:`agent.interact.boundary`):
+  a client, being a model that reads text others wrote, is not trusted to choose what runs or what is written.
 
 Tools run in worker threads (an objective may take minutes; the server keeps answering), one call at a time
 per study: a study's session (its evaluator, its steering) is not meant to be driven by two calls at once.
+When the client goes (its end of input closes, a write to it fails) or the server gets SIGTERM, the calls
+running are interrupted as ``tunesmith run`` is by Ctrl-C (:mod:`agent.interact.interrupt`): their running
+trials marked interrupted, their processes killed, before the server exits.
 """
 
 from __future__ import annotations
@@ -23,13 +29,14 @@ import io
 import json
 import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import anyio
 from mcp import types
@@ -39,7 +46,9 @@ from pydantic import BaseModel, Field, create_model
 
 from agent import __version__
 from agent.errors import TunesmithError
-from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments, Outcome, validated
+from agent.interact.actions import ACTIONS, Action, Arguments, NoArguments, Outcome, ReportArguments, validated
+from agent.interact.boundary import MAX_PATH, Boundary
+from agent.interact.interrupt import Calls
 from agent.interact.session import Session, SessionError
 from agent.secrets import redact, without_credentials
 
@@ -50,24 +59,38 @@ AUTHOR = "mcp"
 
 #: Tool names that say more than the action's, among the tools of every server an assistant holds.
 _TOOL_NAMES = {"run": "run_trials", "show": "show_trial"}
+#: The longest study name a client may send: a name is a label, and an error message quotes it.
+MAX_NAME = 1000
+#: How long the calls interrupted at SIGTERM may take to mark their trials: the MCP client that sends SIGTERM
+#: (after closing the pipe and waiting 2 s) sends SIGKILL 2 s later.
+_STOP_WITHIN_S = 1.5
+#: The longest message read whole (characters): a longer line is read in pieces that each fail to parse, so a
+#: client cannot grow the server without bound.
+_MAX_LINE = 16 * 1024 * 1024
 
 _INSTRUCTIONS = """\
 tunesmith optimizes parameters: it proposes points, someone evaluates them, it learns from the results.
-Open a study first: load_study with a job file (then run_trials evaluates points with the job's objective),
-or create_study with a search space (then you evaluate: ask for a point, tell its result). list_studies
-shows what is stored. status, best and trials show progress; narrow, fix, free, add_choice, remove_choice,
-enqueue and note steer the search; undo takes back the last steering; report writes an HTML page."""
+Open a study first: load_study with a job file (then run_trials evaluates points with the job's objective:
+it runs the job's command on this host), or create_study with a search space (then you evaluate: ask for a
+point, tell its result). Only the job files the server was started with (or under its --allow-jobs folders)
+can be loaded, and files are written only inside the server's folder. list_studies shows what is stored.
+status, best and trials show progress; narrow, fix, free, add_choice, remove_choice, enqueue and note steer
+the search; undo takes back the last steering; report writes an HTML page."""
 
 
 # Arguments of the tools that are not in the actions' table -----------------------------------------------
 
 
+#: A client's storage argument: a SQLite file inside the server's folder, or the server's own storage.
+_STORAGE = "a SQLite file inside the server's folder, or the server's own storage URL (the default)"
+
+
 class ListArguments(Arguments):
-    storage: str | None = Field(None, description="a database URL or path (default: the server's storage)")
+    storage: str | None = Field(None, max_length=MAX_PATH, description=_STORAGE)
 
 
 class CreateArguments(Arguments):
-    name: str = Field(min_length=1, description="the study's name, unique in its storage")
+    name: str = Field(min_length=1, max_length=MAX_NAME, description="the study's name, unique in its storage")
     space: dict[str, Any] = Field(
         description="the parameters, as a job file's [space] table: "
         '{"lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": true}, "depth": {"type": "int", "low": 1, '
@@ -76,7 +99,7 @@ class CreateArguments(Arguments):
     direction: Literal["minimize", "maximize"] = Field("minimize", description="whether lower or higher is better")
     metric: str | None = Field(None, description="the target, when results are told as a dict of metrics")
     seed: int | None = Field(None, description="makes the proposals reproducible")
-    storage: str | None = Field(None, description="a database URL or path (default: the server's storage)")
+    storage: str | None = Field(None, max_length=MAX_PATH, description=_STORAGE)
     load_if_exists: bool = Field(
         False, description="open the stored study of that name (same space, direction, metric) instead of failing"
     )
@@ -85,11 +108,15 @@ class CreateArguments(Arguments):
 class LoadArguments(Arguments):
     job: str | None = Field(
         None,
-        description="a job file's path (absolute, or from the server's folder): its study, created on first use, "
-        "can run trials with the job's objective",
+        max_length=MAX_PATH,
+        description="a job file's path (absolute, or from the server's folder), one the server was started with "
+        "or under its --allow-jobs folders: its study, created on first use, can run trials with the job's "
+        "objective (its command runs on this host)",
     )
-    name: str | None = Field(None, description="instead of job: a stored study's name (it cannot run trials)")
-    storage: str | None = Field(None, description="with name: a database URL or path (default: the server's)")
+    name: str | None = Field(
+        None, max_length=MAX_NAME, description="instead of job: a stored study's name (it cannot run trials)"
+    )
+    storage: str | None = Field(None, max_length=MAX_PATH, description=f"with name: {_STORAGE}")
 
 
 class TellArguments(Arguments):
@@ -153,8 +180,9 @@ class Studies:
     name a study already held keeps it: a study opened from its job file must not lose its objective.
     """
 
-    def __init__(self, storage: str) -> None:
-        self.storage = storage
+    def __init__(self, boundary: Boundary) -> None:
+        self.boundary = boundary
+        self.storage = boundary.storage
         self._held: dict[str, _Held] = {}
         self._lock = threading.Lock()
 
@@ -163,6 +191,8 @@ class Studies:
         return self._hold(Session.of_job(path, AUTHOR)).session
 
     def perform(self, action: Action, study: str, args: Arguments) -> Outcome:
+        if isinstance(args, ReportArguments):  # written where the boundary allows, taken from the server's folder
+            args = args.model_copy(update={"path": str(self.boundary.report(args.path))})
         held = self._get(study)
         with held.lock:
             return action.perform(held.session, args)
@@ -212,7 +242,7 @@ class Studies:
         if args.job is not None:
             if args.storage is not None:
                 raise SessionError("load_study: a job file names its own storage; leave out storage")
-            return _opened(self.open_job(args.job))
+            return _opened(self.open_job(self.boundary.job(args.job)))
         assert args.name is not None
         if args.storage is None:
             return _opened(self._get(args.name).session)
@@ -226,9 +256,7 @@ class Studies:
                 h.session.close()
 
     def _url(self, storage: str | None) -> str:
-        from agent.cli.targets import storage_url
-
-        return self.storage if storage is None else storage_url(storage)
+        return self.boundary.storage_url(storage)
 
     def _get(self, name: str) -> _Held:
         """The held study ``name``, opened from the default storage on first use (once, by one call)."""
@@ -309,7 +337,8 @@ def tools(studies: Studies) -> list[Tool]:
         ),
         Tool(
             "load_study",
-            "open a job file's study (it can run trials) or a stored study by name",
+            "open a job file's study (it can run trials: only a job file the server was started with, or under "
+            "its --allow-jobs folders) or a stored study by name",
             LoadArguments,
             studies.load_study,
             False,
@@ -324,7 +353,7 @@ def _acting(action: Action, studies: Studies) -> Tool:
     arguments = create_model(
         f"{name}_arguments",
         __base__=action.arguments,
-        study=(str, Field(description="the study's name (see list_studies)")),
+        study=(str, Field(max_length=MAX_NAME, description="the study's name (see list_studies)")),
     )
     return Tool(
         name, action.summary, arguments, lambda args: studies.perform(action, args.study, args), not action.changes
@@ -334,8 +363,9 @@ def _acting(action: Action, studies: Studies) -> Tool:
 # The server -------------------------------------------------------------------------------------------------
 
 
-def build_server(studies: Studies) -> Server[Any]:
-    """The MCP server of ``studies``: it lists the tools and answers each call with a result or a tool error."""
+def build_server(studies: Studies, calls: Calls) -> Server[Any]:
+    """The MCP server of ``studies``: it lists the tools and answers each call with a result or a tool error, each
+    call run in a worker thread among ``calls`` (which a client gone interrupts)."""
     by_name = {tool.name: tool for tool in tools(studies)}
 
     async def list_tools(
@@ -347,7 +377,10 @@ def build_server(studies: Studies) -> Server[Any]:
         tool = by_name.get(params.name)
         if tool is None:
             return _error(f"no tool {params.name!r}; the tools: {', '.join(by_name)}")
-        return await anyio.to_thread.run_sync(answer, tool, params.arguments or {})
+        try:
+            return await anyio.to_thread.run_sync(calls.run, answer, tool, params.arguments or {})
+        except KeyboardInterrupt:  # the client is gone; this answer is for the log
+            return _error(f"{tool.name}: interrupted (the client went away); running trials marked interrupted")
 
     return Server(
         "tunesmith",
@@ -376,49 +409,127 @@ def _error(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=redact(message))], is_error=True)
 
 
-def serve(storage: str, jobs: Sequence[str | Path] = ()) -> None:
+def serve(boundary: Boundary, jobs: Sequence[str | Path] = ()) -> None:
     """Serve over stdin and stdout until the client closes them: ``jobs`` opened first (their studies can
-    run trials), ``storage`` the URL a study named alone is looked up in.
+    run trials), what a client names held to ``boundary`` (its storage: where a study named alone is).
 
     Raises:
         TunesmithError: a job file cannot be opened (before anything is served).
     """
-    studies = Studies(storage)
-    with _protocol_stdout() as wire:
+    studies = Studies(boundary)
+    calls = Calls()
+    with _protocol_fds() as (wire_in, wire_out), _stopped_by_sigterm(calls):
         try:
             opened = [studies.open_job(job).study.name for job in jobs]  # an objective imported may print
             log.info(
-                "serving MCP on stdin and stdout; studies open: %s; a study named alone is looked up in %s",
+                "serving MCP on stdin and stdout; studies open: %s; a study named alone is looked up in %s; "
+                "paths are confined to %s",
                 ", ".join(opened) or "none",
-                without_credentials(storage),
+                without_credentials(boundary.storage),
+                boundary.root,
             )
-            anyio.run(_serve, build_server(studies), wire)
+            anyio.run(_serve, build_server(studies, calls), _Input(wire_in, calls), _Output(wire_out, calls))
         finally:
             studies.close()
 
 
-async def _serve(server: Server[Any], wire: BinaryIO) -> None:
-    stdout = anyio.wrap_file(io.TextIOWrapper(wire, encoding="utf-8"))
-    async with stdio_server(stdout=stdout) as (read, write):
+async def _serve(server: Server[Any], stdin: _Input, stdout: _Output) -> None:
+    # The SDK reads and writes any object with these methods; it is typed for anyio's file wrapper.
+    async with stdio_server(stdin=cast(Any, stdin), stdout=cast(Any, stdout)) as (read, write):
         await server.run(read, write, server.create_initialization_options())
 
 
-@contextmanager
-def _protocol_stdout() -> Iterator[BinaryIO]:
-    """Keep fd 1 for the protocol (the file yielded), and send everything else written to stdout to stderr
-    until the block ends.
+def _client_gone(calls: Calls, why: str) -> None:
+    if running := calls.interrupt():
+        log.warning("%s: interrupting the %d calls running (their trials are marked interrupted)", why, running)
 
-    Why file descriptors: a C library and a child process write to fd 1 itself, and one stray line there breaks
-    the client's reading of the protocol. Why ``sys.stdout`` too: what ``print`` buffers would otherwise reach
-    fd 1 when the interpreter flushes it at exit, after fd 1 is the protocol's again.
+
+class _Input:
+    """The client's messages, line by line; its end of input means the client is gone: the calls running stop."""
+
+    def __init__(self, wire: BinaryIO, calls: Calls) -> None:
+        self._lines = io.TextIOWrapper(wire, encoding="utf-8", errors="replace")
+        self._calls = calls
+
+    def __aiter__(self) -> _Input:
+        return self
+
+    async def __anext__(self) -> str:
+        line = await anyio.to_thread.run_sync(self._lines.readline, _MAX_LINE)
+        if not line:
+            _client_gone(self._calls, "the client closed its end of the pipe")
+            raise StopAsyncIteration
+        return line
+
+
+class _Output:
+    """The server's messages; a write the client no longer reads (a broken pipe) means the client is gone."""
+
+    def __init__(self, wire: BinaryIO, calls: Calls) -> None:
+        self._text = anyio.wrap_file(io.TextIOWrapper(wire, encoding="utf-8"))
+        self._calls = calls
+
+    async def write(self, text: str) -> None:
+        await self._guarded(self._text.write(text))
+
+    async def flush(self) -> None:
+        await self._guarded(self._text.flush())
+
+    async def _guarded(self, step: Awaitable[object]) -> None:
+        try:
+            await step
+        except (BrokenPipeError, ConnectionResetError):
+            _client_gone(self._calls, "the client stopped reading")
+            raise
+
+
+@contextmanager
+def _stopped_by_sigterm(calls: Calls) -> Iterator[None]:
+    """SIGTERM (``kill``, an MCP client ending the server) stops the server as a client gone does: the calls
+    running are interrupted and given a moment to mark their trials; then the process exits at once, since
+    the thread that reads the client's input may be waiting on a pipe that stays open."""
+
+    def stop(signum: int, frame: object) -> None:
+        from agent.cli.common import EXIT_INTERRUPTED
+
+        _client_gone(calls, "SIGTERM")
+        calls.wait(_STOP_WITHIN_S)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _protocol_fds() -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """Keep fd 0 and fd 1 for the protocol (the files yielded, input and output): until the block ends fd 0
+    reads nothing and whatever is written to stdout goes to stderr.
+
+    Why file descriptors: a C library and a child process use fd 0 and fd 1 themselves; one stray line on fd 1
+    breaks the client's reading of the protocol, and a child reading fd 0 would take the client's messages.
+    Why ``sys.stdout`` too: what ``print`` buffers would otherwise reach fd 1 when the interpreter flushes it at
+    exit, after fd 1 is the protocol's again.
     """
     sys.stdout.flush()
-    wire = os.dup(1)
+    wire_in, wire_out = os.dup(0), os.dup(1)
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, 0)
+    os.close(nothing)
     os.dup2(2, 1)
     try:
-        with os.fdopen(wire, "wb", closefd=False) as out, redirect_stdout(sys.stderr):
-            yield out
+        with (
+            os.fdopen(wire_in, "rb", closefd=False) as read,
+            os.fdopen(wire_out, "wb", closefd=False) as out,
+            redirect_stdout(sys.stderr),
+        ):
+            yield read, out
     finally:
         sys.stdout.flush()  # what was written to sys.__stdout__ itself, while fd 1 is still stderr
-        os.dup2(wire, 1)
-        os.close(wire)
+        os.dup2(wire_in, 0)
+        os.dup2(wire_out, 1)
+        os.close(wire_in)
+        os.close(wire_out)

@@ -19,6 +19,9 @@ from agent.display import number, value_text
 from agent.report.data import StudyData, proposer_colours
 from agent.space import Code
 
+#: In every report's head: what tells a report this program wrote (and may write over) from any other file.
+GENERATOR = '<meta name="generator" content="tunesmith'
+
 #: Characters of a Text or Code value in the best-parameters table; the whole text has its own section.
 _TABLE_TEXT_CHARS = 100
 
@@ -91,6 +94,7 @@ def page(data: StudyData, summary: Mapping[str, Any], figures: Sequence[FigureSe
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'{GENERATOR} {esc(__version__)}">\n'
         f"<title>{esc(data.name)} · tunesmith report</title>\n<style>{_CSS}</style>\n</head>\n"
         "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )

@@ -22,6 +22,7 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
 from agent.interact.actions import ACTIONS, Outcome
+from agent.interact.boundary import Boundary
 from agent.interact.mcp_server import CreateArguments, Studies, Tool, answer
 from tests.cli.helpers import REPO, tunesmith
 
@@ -135,7 +136,7 @@ def test_a_job_loaded_runs_trials_and_its_best_is_read(folder: Path) -> None:
         assert [s["name"] for s in data["studies"]] == ["bowl"]
         assert data["open"] == {"bowl": {"job": str(folder / "job.toml")}}
 
-    drive(folder, scenario)
+    drive(folder, scenario, "--allow-jobs", ".")
 
 
 def test_a_study_created_here_is_asked_told_and_steered(tmp_path: Path) -> None:
@@ -237,11 +238,12 @@ def test_an_unexpected_exception_is_an_internal_error_and_its_traceback_goes_to_
 
 
 def test_a_study_of_the_default_storage_is_opened_by_name_on_first_use(tmp_path: Path) -> None:
-    studies = Studies(f"sqlite:///{tmp_path / 'x.db'}")
+    boundary = Boundary.of(tmp_path, f"sqlite:///{tmp_path / 'x.db'}")
+    studies = Studies(boundary)
     created = studies.create_study(CreateArguments(name="s", space=SPACE))
     assert created.data["can_run"] is False
     studies.close()
-    again = Studies(f"sqlite:///{tmp_path / 'x.db'}")
+    again = Studies(boundary)
     assert again.perform(ACTIONS["status"], "s", ACTIONS["status"].validate({})).data["name"] == "s"
     again.close()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.devset import MAX_LISTED, DevSetError, Example, load_examples
+from agent.files import MIB
+from tools.devset import DEVSET_LIMIT, MAX_LISTED, DevSetError, Example, load_examples
 
 
 def write(folder: Path, *lines: str | bytes, name: str = "dev.jsonl") -> Path:
@@ -71,6 +72,15 @@ def test_an_example_with_an_object_input_can_be_hashed(tmp_path: Path) -> None:
 # The file itself ----------------------------------------------------------------------------------------
 def test_a_missing_file_names_the_folder_looked_in(tmp_path: Path) -> None:
     assert problems_of(tmp_path / "dev.jsonl") == [f"dev.jsonl: no such file (looked in {tmp_path})"]
+
+
+def test_a_device_or_an_oversized_file_is_refused_unread(tmp_path: Path) -> None:
+    assert problems_of(Path("/dev/zero")) == ["zero: cannot read it (it is a character device, not a regular file)"]
+    with (tmp_path / "dev.jsonl").open("wb") as f:
+        f.truncate(DEVSET_LIMIT + MIB)  # sparse: no disk taken
+    assert problems_of(tmp_path / "dev.jsonl") == [
+        "dev.jsonl: cannot read it (it is 65.0 MiB, more than the 64.0 MiB read here)"
+    ]
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n  \n", codecs.BOM_UTF8 + b"\n"])
