@@ -100,3 +100,16 @@ def _running_trial_with_survivors(h: Host) -> bool:
         except sqlite3.OperationalError:  # the schema is being made
             return False
     return bool(running) and len(h.findings().alive) >= 2
+
+
+def test_without_bubblewrap_the_weaker_confinement_is_said_in_the_feedback_and_status(tmp_path: Path) -> None:
+    with host(tmp_path / "job", sandbox_user()) as h:
+        write_job(h.targets, named(h, "atexit-print"))
+        weaker = {**h.environment, "TUNESMITH_BWRAP": "none"}
+        done = tunesmith("run", "job.toml", cwd=h.targets.folder, env=weaker, timeout=300)
+        status = tunesmith("status", "job.toml", cwd=h.targets.folder)
+        shown = tunesmith("show", "job.toml", "0", cwd=h.targets.folder)
+    assert done.code == 0, done.stderr
+    assert "Sandbox: 1 trial(s) ran with less enforced than asked for:" in status.stdout, status.stdout
+    assert "weaker confinement: bubblewrap switched off (TUNESMITH_BWRAP=none)" in status.stdout
+    assert "[sandbox] weaker confinement: bubblewrap switched off" in shown.stdout, shown.stdout

@@ -142,6 +142,26 @@ def print_summary(study: Study, stopped: str | None) -> None:
         out.print(f"{len(failed_trials)} failed trials; the last ones (tunesmith show STUDY N for the rest):")
         for trial in failed_trials[-_FAILURES_SHOWN:]:
             out.print(f"  trial {trial.number}: {failure_cause(trial)}", markup=False, soft_wrap=True)
+    weaker = sandbox_notes(study.trials)
+    if weaker:
+        count, notes = weaker
+        out.print(f"Sandbox: {count} trial(s) ran with less enforced than asked for:", markup=False, soft_wrap=True)
+        for note in notes:
+            out.print(f"  {note}", markup=False, soft_wrap=True)
+
+
+def sandbox_notes(trials: Sequence[Trial]) -> tuple[int, list[str]] | None:
+    """How many trials carry ``[sandbox]`` notes (what the sandbox could not enforce: no bubblewrap, no network
+    cut) and the distinct notes, so that weaker confinement is said where a user looks, not only per trial."""
+    notes: list[str] = []
+    count = 0
+    for trial in trials:
+        found = [
+            line[len("[sandbox] ") :] for line in (trial.feedback or "").splitlines() if line.startswith("[sandbox] ")
+        ]
+        count += bool(found)
+        notes += [note for note in found if note not in notes]
+    return (count, notes) if count else None
 
 
 def print_studies(summaries: Sequence[dict[str, Any]]) -> None:
