@@ -32,7 +32,6 @@ class TrialCache:
         self._running: dict[int, Trial] = {}
         self._keys: set[tuple[object, ...]] = set()
         self._budgeted = 0
-        self._next_number = 0
         self.queued = 0
 
     def refresh(self) -> None:
@@ -56,7 +55,6 @@ class TrialCache:
             return  # an older read of a trial we already saw finish
         self._budgeted += (not trial.interrupted) - (known is not None and not known.interrupted)
         self._by_number[number] = trial
-        self._next_number = max(self._next_number, number + 1)
         if trial.state is TrialState.RUNNING:
             self._running[number] = trial
         else:
@@ -90,10 +88,14 @@ class TrialCache:
         with self._lock:
             return self._budgeted
 
-    def next_number(self) -> int:
-        """The lowest trial number not seen yet."""
+    def seq(self) -> int:
+        """The storage's sequence number at the last refresh: what was written after it may be missing here.
+
+        Not the highest trial number held: a trial this process :meth:`put` in is held, yet trials numbered
+        below it that other processes started before it may not be, until the next refresh.
+        """
         with self._lock:
-            return self._next_number
+            return self._seq
 
     def keys(self) -> frozenset[tuple[object, ...]]:
         """Identities (:meth:`Space.key`) of every trial's point, finished or running."""

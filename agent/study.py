@@ -350,9 +350,9 @@ class Study(Steerable):
     def ask(self, max_trials: int | None = None, *, last: bool = False) -> Trial:
         """Start a trial: an enqueued point if any, else the proposer's next candidate, stored as running.
 
-        The candidate is reserved (stored) before it is returned. If another process started a trial at
-        (nearly) the same point since the proposal was made, the proposer is asked again with that trial
-        as a pending point.
+        The candidate is reserved (stored) before it is returned. If a trial at (nearly) the same point was
+        started or finished after the view the proposal was made from was read, the proposer is asked
+        again with that trial in its view.
 
         Args:
             max_trials: the study's trial budget.
@@ -390,14 +390,14 @@ class Study(Steerable):
         for attempt in range(1, _RESERVE_ATTEMPTS + 1):
             if attempt > _RESERVE_ATTEMPTS - 2:
                 unseeded = RandomProposer(seed=secrets.randbits(32))  # not the study's seed: out of lockstep
-                proposal, first_unseen = self._propose(unseeded, "concurrent proposals clashed")
+                proposal, since = self._propose(unseeded, "concurrent proposals clashed")
             elif prepared is not None:
-                (proposal, first_unseen), prepared = self._take(prepared), None
+                (proposal, since), prepared = self._take(prepared), None
                 if not self.steering.contains(proposal.params):  # steered while it was being prepared
                     log.debug("the prepared proposal is outside the steered space; proposing again")
-                    proposal, first_unseen = self._propose()
+                    proposal, since = self._propose()
             else:
-                proposal, first_unseen = self._propose()
+                proposal, since = self._propose()
             deadline = None if self._run is None else self._run.deadline
             if deadline is not None and time.monotonic() >= deadline:
                 # Proposing took the rest of the run's time: starting the trial now (a training run of hours,
@@ -405,7 +405,7 @@ class Study(Steerable):
                 raise BudgetExhausted("the run's wall time ran out while the proposal was made", reason="wall time")
             clash = self._clash(proposal.params) if attempt < _RESERVE_ATTEMPTS else None
             try:
-                trial = self._storage.start_trial(self.id, worker_id, proposal, max_trials, first_unseen, clash)
+                trial = self._storage.start_trial(self.id, worker_id, proposal, max_trials, since, clash)
             except ProposalConflict:
                 log.debug("proposal %s clashed with a concurrent trial; proposing again", dict(proposal.params))
                 self._cache.refresh()
@@ -442,8 +442,12 @@ class Study(Steerable):
         self._prepared = future
 
     def _seen(self) -> _Seen:
-        """What a proposal is made from: the first unseen trial number, the steering, the view, pending points."""
-        first_unseen = self._cache.next_number()
+        """What a proposal is made from: the cache's sequence number, the steering, the view, pending points.
+
+        The sequence number is read first: the view is then at least that recent, so the trials the
+        reservation checks (those written after it) include every one the view lacks.
+        """
+        since = self._cache.seq()
         steering = self.steering  # read at every proposal: another process may have steered since
         view = StudyView(
             steering.current_space,
@@ -456,12 +460,12 @@ class Study(Steerable):
             notes=steering.notes,
             pinned=steering.pinned,
         )
-        return first_unseen, steering, view, [t.params for t in self._cache.running()]
+        return since, steering, view, [t.params for t in self._cache.running()]
 
     def _propose(
         self, proposer: Proposer | None = None, why: str | None = None, seen: _Seen | None = None
     ) -> tuple[Proposal, int]:
-        """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the first unseen number.
+        """PROPOSE and VALIDATE one candidate from the cache's view; returns it and the view's sequence number.
 
         Args:
             proposer: another proposer than the study's (a fallback).
@@ -469,21 +473,21 @@ class Study(Steerable):
             seen: what to propose from, taken earlier (:meth:`_seen`); None: now.
         """
         with self._propose_lock:
-            first_unseen, steering, view, pending = seen if seen is not None else self._seen()
+            since, steering, view, pending = seen if seen is not None else self._seen()
             try:
                 chosen = proposer or self.proposer
                 proposal = chosen.propose(view, 1, pending)[0]
                 if why is not None:
                     proposal = replace(proposal, rationale=f"{proposal.rationale} ({why})")
                 params = steering.space.validate(steering.complete(proposal.params))  # a narrowed range holds
-                return replace(proposal, params=params), first_unseen
+                return replace(proposal, params=params), since
             except Exception as exc:  # a proposer failure (or an invalid proposal) must never stop the study
                 name = getattr(proposer or self._proposer, "name", self.proposer_kind)
                 log.warning("proposer %r failed (%s); using a random candidate instead", name, exc)
                 fallback = RandomProposer(self.seed).propose(view, 1, pending)[0]
                 return Proposal(
                     steering.complete(fallback.params), fallback.proposer, f"fallback: {name} failed ({exc})"
-                ), first_unseen
+                ), since
 
     def _clash(self, params: Mapping[str, ParamValue]) -> Clash:
         """Whether a concurrent trial's point is this one (same identity, or within :data:`_NEAR`)."""

@@ -119,7 +119,7 @@ class Storage(ABC):
         worker_id: str,
         proposal: Proposal | None,
         max_trials: int | None = None,
-        first_unseen: int | None = None,
+        since: int | None = None,
         clash: Clash | None = None,
     ) -> Trial | None:
         """Number and store a running trial, atomically with the budget check.
@@ -128,12 +128,15 @@ class Storage(ABC):
         the queue is empty.
 
         Args:
-            first_unseen: the lowest trial number the proposer had not seen; with ``clash``, every trial
-                from that number on is checked, and a clash refuses the proposal.
+            since: the sequence number of the view the proposal was made from (the :attr:`Changes.seq` of
+                the last read behind it); with ``clash``, every trial changed after it is checked in the
+                reserving transaction, running or finished. Sequence numbers, not trial numbers: a view can
+                lack a trial numbered below one it holds (its own process's, stored since its last read),
+                and a trial the view held as running may have finished since.
 
         Raises:
             TrialBudgetReached: the study already holds ``max_trials`` trials (interrupted ones aside).
-            ProposalConflict: ``clash`` matched a trial the proposer had not seen.
+            ProposalConflict: ``clash`` matched a trial changed after ``since``.
         """
 
     @abstractmethod

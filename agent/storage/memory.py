@@ -77,6 +77,11 @@ class InMemoryStorage(Storage):
         study.trials[index] = trial
         study.trial_seq[index] = study.seq
 
+    @staticmethod
+    def _changed(study: _Study, since: int) -> list[Trial]:
+        """The trials written after sequence number ``since``."""
+        return [t for t, seq in zip(study.trials, study.trial_seq, strict=True) if seq > since]
+
     def _trial_index(self, study: _Study, number: int) -> int:
         if not 0 <= number < len(study.trials):
             raise StorageError(f"trial {number} does not exist in this study")
@@ -171,7 +176,7 @@ class InMemoryStorage(Storage):
         worker_id: str,
         proposal: Proposal | None,
         max_trials: int | None = None,
-        first_unseen: int | None = None,
+        since: int | None = None,
         clash: Clash | None = None,
     ) -> Trial | None:
         with self._lock:
@@ -184,12 +189,8 @@ class InMemoryStorage(Storage):
                     return None
                 waiting.claimed = True
                 proposal = waiting.proposal
-            elif (
-                clash is not None
-                and first_unseen is not None
-                and any(clash(t.params) for t in study.trials[first_unseen:])
-            ):
-                raise ProposalConflict("a trial started since the proposal was made holds the same point")
+            elif clash is not None and since is not None and any(clash(t.params) for t in self._changed(study, since)):
+                raise ProposalConflict("a trial changed since the proposal was made holds the same point")
             trial = Trial(
                 number=len(study.trials),
                 params=dict(proposal.params),
@@ -245,8 +246,7 @@ class InMemoryStorage(Storage):
     def changes(self, study_id: int, since: int = -1) -> Changes:
         with self._lock:
             study = self._study(study_id)
-            changed = [t for t, seq in zip(study.trials, study.trial_seq, strict=True) if seq > since]
-            return Changes(changed, study.seq, sum(not q.claimed for q in study.queue))
+            return Changes(self._changed(study, since), study.seq, sum(not q.claimed for q in study.queue))
 
     def count_budgeted_trials(self, study_id: int) -> int:
         with self._lock:

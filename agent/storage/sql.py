@@ -330,7 +330,7 @@ class SQLStorage(Storage):
         worker_id: str,
         proposal: Proposal | None,
         max_trials: int | None = None,
-        first_unseen: int | None = None,
+        since: int | None = None,
         clash: Clash | None = None,
     ) -> Trial | None:
         def work(conn: Connection) -> Trial | None:
@@ -349,12 +349,13 @@ class SQLStorage(Storage):
                 if queued is None:
                     return None
                 chosen = Proposal(json.loads(queued.params), queued.proposer, queued.rationale)
-            elif clash is not None and first_unseen is not None and first_unseen < number:
+            elif clash is not None and since is not None:
+                # Read after _advance took the study's lock: every trial written before this one is visible.
                 unseen = conn.execute(
-                    sa.select(trials.c.params).where(trials.c.study_id == study_id, trials.c.number >= first_unseen)
-                ).all()
-                if any(clash(json.loads(row.params)) for row in unseen):
-                    raise ProposalConflict("a trial started since the proposal was made holds the same point")
+                    sa.select(trials.c.params).where(trials.c.study_id == study_id, trials.c.seq > since)
+                ).scalars()
+                if any(clash(json.loads(params)) for params in unseen):
+                    raise ProposalConflict("a trial changed since the proposal was made holds the same point")
             started = _now()
             conn.execute(
                 sa.insert(trials).values(

@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from agent.errors import BudgetExhausted, TunesmithError
+from agent.space import ParamValue
 from agent.storage import (
     LLMCallRecord,
     ProposalConflict,
@@ -24,6 +25,7 @@ from agent.storage import (
     StudyExists,
     TrialBudgetReached,
 )
+from agent.storage.base import Clash
 from agent.storage.liveness import WorkerIdentity
 from agent.trial import Proposal, TrialState
 
@@ -32,6 +34,16 @@ SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
 
 def point(x: float, proposer: str = "random") -> Proposal:
     return Proposal({"x": x}, proposer)
+
+
+def near(x: float) -> Clash:
+    """A clash test for proposals at (nearly) ``x``."""
+
+    def clash(params: Mapping[str, ParamValue]) -> bool:
+        value = params["x"]
+        return isinstance(value, float) and abs(value - x) < 1e-3
+
+    return clash
 
 
 class StorageContract:
@@ -146,15 +158,24 @@ class StorageContract:
         assert next(t for t in later.trials if t.number == 1).state is TrialState.COMPLETE
 
     def test_a_clashing_proposal_is_refused(self, storage: Storage, study_id: int) -> None:
+        before = storage.changes(study_id).seq
         storage.start_trial(study_id, "w", point(0.5))
-
-        def near(params: object) -> bool:
-            return abs(params["x"] - 0.5) < 1e-3  # type: ignore[index]
-
+        seen = storage.changes(study_id).seq
         with pytest.raises(ProposalConflict):
-            storage.start_trial(study_id, "w", point(0.5000001), first_unseen=0, clash=near)
-        accepted = storage.start_trial(study_id, "w", point(0.5000001), first_unseen=1, clash=near)
-        assert accepted is not None and accepted.number == 1  # trial 0 was seen by the proposer
+            storage.start_trial(study_id, "w", point(0.5000001), since=before, clash=near(0.5))
+        accepted = storage.start_trial(study_id, "w", point(0.5000001), since=seen, clash=near(0.5))
+        assert accepted is not None and accepted.number == 1  # trial 0 was in the proposer's view
+
+    def test_a_clash_is_looked_for_in_every_trial_changed_since_the_view(self, storage: Storage, study_id: int) -> None:
+        """By sequence number, not trial number: a trial that finished after the view was read (a row
+        updated, not inserted) is checked, however many trials were started after it."""
+        storage.start_trial(study_id, "w", point(0.5))
+        storage.start_trial(study_id, "w", point(0.1))
+        seen = storage.changes(study_id).seq
+        storage.finish_trial(study_id, 0, TrialState.COMPLETE, 1.0)
+        with pytest.raises(ProposalConflict):
+            storage.start_trial(study_id, "w", point(0.5), since=seen, clash=near(0.5))
+        assert storage.start_trial(study_id, "w", point(0.1), since=seen, clash=near(0.1)) is not None
 
     # What a running trial reports ----------------------------------------------------------------------
     def test_intermediate_values_user_attrs_and_artifacts(self, storage: Storage, study_id: int) -> None:

@@ -38,13 +38,6 @@ for i in range(count):
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def run_workers(url: str, count: int, limit: int | None, processes: int = 4) -> None:
     SQLStorage(url).create_study("shared", "minimize", None, SPACE, {})
     procs = [
