@@ -42,7 +42,7 @@ bench-overhead: $(STAMP)
 	mkdir -p evals/out
 	$(BIN)/python -m evals.overhead --out evals/out/overhead.md --json evals/out/overhead.json
 
-# Fault injection (kill -9 and resume, racing processes, misbehaving models, planted secrets): < 15 min on 2 cores.
+# Fault injection (kill -9 and resume, racing processes, misbehaving models, planted secrets, hostile candidates): < 17 min on 2 cores.
 bench-reliability: $(STAMP)
 	mkdir -p evals/out
 	$(BIN)/python -m evals.reliability --out evals/out/reliability.md --json evals/out/reliability.json

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.testing.hostile import Host, host, programs, write_job
+from agent.testing.hostile import Host, host, lingering, programs, write_job
 from tests.cli.helpers import REPO, tunesmith
 from tools.sandbox import sandbox_user
 
@@ -55,19 +55,7 @@ def test_every_hostile_program_gets_nothing(tmp_path: Path) -> None:
 
 def test_kill_9_mid_trial_and_resume_leave_no_process(tmp_path: Path) -> None:
     with host(tmp_path / "job", sandbox_user()) as h:
-        slow_daemon = f"""
-import os, subprocess, time
-subprocess.Popen(["sh", "-c", "sleep 300; : {h.targets.marker}"], start_new_session=True)
-if os.fork() == 0:
-    os.setsid()
-    os.execve("/bin/sh", ["sh", "-c", "sleep 300; : {h.targets.marker}"], {{}})
-time.sleep(300)
-
-
-def solve(nums):
-    return None
-"""
-        chosen = [*named(h, "background-child"), type(programs(h.targets)[0])("slow", "persist", slow_daemon)]
+        chosen = [*named(h, "background-child"), lingering(h.targets)]
         write_job(h.targets, chosen)
         env = {**os.environ, **h.environment, "PYTHONPATH": str(REPO), "NO_COLOR": "1"}
         run = subprocess.Popen(

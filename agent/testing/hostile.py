@@ -250,6 +250,24 @@ def programs(t: Targets) -> list[Hostile]:
     ]
 
 
+def lingering(t: Targets) -> Hostile:
+    """A program that leaves a background child and a daemon with a clean environment, then sleeps: the one to
+    kill its run with ``kill -9`` on, while they live, and to resume after."""
+    source = f"""
+import os, subprocess, time
+subprocess.Popen(["sh", "-c", "sleep 300; : {t.marker}"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    os.execve("/bin/sh", ["sh", "-c", "sleep 300; : {t.marker}"], {{}})
+time.sleep(300)
+
+
+def solve(nums):
+    return None
+"""
+    return Hostile("lingering", "persist", source)
+
+
 def _leak(expression: str) -> str:
     """A program that evaluates ``expression`` (reading a secret) and sends what it got out in its error, which
     lands in the trial's feedback, the study and the model's prompt: where a leak would show."""

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.logs import set_verbosity
-from evals.reliability import kill9, leaks, models, race
+from evals.reliability import hostile, kill9, leaks, models, race
 from evals.reliability.common import Context, Outcome, Row, error_row, kill_marked
 from evals.reliability.report import render
 from evals.report import report_arguments, run_and_report
 
-SCENARIOS = ("kill9", "race", "models", "secrets")
+SCENARIOS = ("kill9", "race", "models", "secrets", "hostile")
 
 
 def _csv(text: str) -> list[str]:
@@ -37,7 +37,8 @@ def _csv(text: str) -> list[str]:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m evals.reliability",
-        description="Fault injection: kill -9 and resume, racing processes, misbehaving models, planted secrets.",
+        description="Fault injection: kill -9 and resume, racing processes, misbehaving models, planted secrets, "
+        "hostile candidates.",
     )
     add = parser.add_argument
     add("--scenario", default="all", help=f"all, or a comma list of {', '.join(SCENARIOS)} (default all)")
@@ -79,6 +80,7 @@ def sizes(args: argparse.Namespace) -> str:
         "race": f"race {args.repeats} x {args.processes} processes, {args.cli_repeats} x {args.cli_runs} CLI runs",
         "models": f"models {len(args.behaviours)} behaviours, wall time {args.wall_time:g} s",
         "secrets": "secrets 1 study, 5 commands",
+        "hostile": "hostile 24 programs with and without bubblewrap, then kill -9 + resume",
     }
     return "; ".join(parts[name] for name in args.scenario) + f"; seed {args.seed}"
 
@@ -89,6 +91,7 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[Context], tuple[
         "race": lambda ctx: race.run(ctx, args.repeats, args.processes, args.cli_repeats, args.cli_runs),
         "models": lambda ctx: models.run(ctx, args.behaviours, args.wall_time, args.grace, args.hard_limit),
         "secrets": leaks.run,
+        "hostile": hostile.run,
     }[name]
 
 
