@@ -126,6 +126,13 @@ CANDIDATE_ENV = re.compile(
     r"^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|TERM|PYTHONHASHSEED|PYTHONUNBUFFERED|PYTHONDONTWRITEBYTECODE|PYTHONIOENCODING"
     r"|[A-Z]+_NUM_THREADS|OPENBLAS_CORETYPE|OPENBLAS_L2_SIZE|(CUDA|HIP|ROCR|NVIDIA)_VISIBLE_DEVICES)$"
 )
+#: Run first inside bubblewrap: the process limit, then the program. Set before bwrap, the limit would count every
+#: process of the sandbox user on the host (bwrap's own namespaces could not even be made under load); set once
+#: bwrap has made the run's user namespace, it counts the run's processes alone.
+_LIMIT_PROCESSES_THEN_EXEC = (
+    "import os, resource, sys; n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
 #: Where a :class:`Confinement` is saved for the evaluator, and where the programs it started are logged.
 SPEC_NAME = "candidate.json"
 LOG_NAME = "candidate.log"
@@ -398,8 +405,8 @@ class Confinement:
 
     @contextlib.contextmanager
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Iterator[Started]:
-        """Start ``argv`` in the copy with pipes on stdin and stdout (stderr kept in the trial folder's run log
-        is not wanted here: it goes to ours); every process of it is killed when the block ends."""
+        """Start ``argv`` in the copy with pipes on its stdin and stdout (its stderr is ours: the evaluator's
+        stderr is the trial's feedback); every process of it is killed when the block ends."""
         started = self._start(argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None)
         try:
             yield started
@@ -423,6 +430,8 @@ class Confinement:
         plan = self._plan(program, strong)
         command = list(argv)
         if isinstance(strong, Bubblewrap):
+            if self.limits.processes is not None:  # counted in the run's own user namespace: set inside it
+                command = [sys.executable, "-c", _LIMIT_PROCESSES_THEN_EXEC, str(self.limits.processes), *command]
             command = strong.argv(
                 command,
                 writable=(self.copy, self.home),
@@ -482,7 +491,7 @@ class Confinement:
             own_namespace=linux and not isinstance(strong, Bubblewrap),
             hidden=hidden,
             read_only=read_only,
-            rlimits=_rlimits(self.limits),
+            rlimits=_rlimits(self.limits, processes=not isinstance(strong, Bubblewrap)),
             user=self.user,
             then=child_preexec(),
         )
@@ -529,6 +538,14 @@ class Confinement:
                 "it (e.g. /usr/local or /opt, and a venv outside /root), or run tunesmith as another user than root"
             )
         return exc
+
+
+def as_user(user: tuple[int, int], program: Path) -> Plan:
+    """How a child becomes ``user`` with ``program`` and this interpreter in reach (folders closed to the user
+    covered, the needed ones mounted back): what runs tunesmith itself as an unprivileged user where the
+    interpreter lives under ``/root`` (the reliability benchmark's unprivileged arm)."""
+    hidden = _hidden(user, _needed(program, None))
+    return Plan(CLONE_NEWNS if hidden else 0, False, hidden, (), (), user, child_preexec())
 
 
 def candidate_environment(ours: Mapping[str, str], pass_env: Sequence[str], given: Mapping[str, str]) -> dict[str, str]:
@@ -651,13 +668,14 @@ def _closed(folder: Path, user: tuple[int, int]) -> bool:
     return not info.st_mode & stat.S_IXOTH
 
 
-def _rlimits(limits: Limits) -> tuple[tuple[int, int, int], ...]:
-    """``limits`` as ``(resource, soft, hard)``, none above the hard limit we have (we may not raise it)."""
+def _rlimits(limits: Limits, *, processes: bool = True) -> tuple[tuple[int, int, int], ...]:
+    """``limits`` as ``(resource, soft, hard)``, none above the hard limit we have (we may not raise it); without
+    the process limit when it is set inside the run instead (``processes=False``)."""
     cpu = None if limits.cpu_time_s is None else math.ceil(limits.cpu_time_s)
     wanted = [
         (resource.RLIMIT_CPU, cpu, None if cpu is None else cpu + 1),  # SIGXCPU first, SIGKILL a second later
         (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
-        (resource.RLIMIT_NPROC, limits.processes, limits.processes),
+        (resource.RLIMIT_NPROC, limits.processes if processes else None, limits.processes),
         (resource.RLIMIT_FSIZE, limits.file_size_bytes, limits.file_size_bytes),
         (resource.RLIMIT_CORE, 0, 0),
     ]

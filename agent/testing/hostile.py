@@ -403,15 +403,19 @@ class Findings:
 
 
 @contextlib.contextmanager
-def host(folder: Path, sandbox_user: tuple[int, int] | None) -> Iterator[Host]:
-    """Targets for real: canaries, a key file in a closed folder, a unix socket open to all, a TCP port, and a
-    victim process running as ``sandbox_user`` (ours when None); all removed afterwards."""
+def host(folder: Path, sandbox_user: tuple[int, int] | None, owner: tuple[int, int] | None = None) -> Iterator[Host]:
+    """Targets for real: canaries, a key file in a closed folder (``owner``'s, when tunesmith runs as that
+    user), a unix socket open to all, a TCP port, and a victim process running as ``sandbox_user`` (ours when
+    None); all removed afterwards."""
     marker = f"hostile-{secrets.token_hex(6)}"
     outside = Path(tempfile.mkdtemp(prefix="tunesmith-host-"))
     closed = outside / "home"
     closed.mkdir(mode=0o700)
     canaries = tuple(f"canary-{i}-{secrets.token_hex(8)}" for i in range(5))
     (closed / "id_ed25519").write_text(canaries[0])
+    if owner is not None:
+        for path in (closed, closed / "id_ed25519"):
+            os.chown(path, *owner)
     sock_path = outside / "agent.sock"
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     unix.bind(str(sock_path))

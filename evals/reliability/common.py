@@ -211,8 +211,17 @@ class Supervisor:
         self.mark = mark
         self.launched: list[Launched] = []
 
-    def start(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -> Launched:
-        """Start ``argv`` with stdout and stderr in ``<log>.out`` and ``<log>.err``."""
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Path,
+        preexec: Callable[[], None] | None = None,
+    ) -> Launched:
+        """Start ``argv`` with stdout and stderr in ``<log>.out`` and ``<log>.err`` (``preexec`` run in the child
+        before it: to start it as another user)."""
         out, err = log.with_name(log.name + ".out"), log.with_name(log.name + ".err")
         with out.open("wb") as stdout, err.open("wb") as stderr:
             proc = subprocess.Popen(
@@ -223,6 +232,7 @@ class Supervisor:
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=preexec,
             )
         launched = Launched(list(argv), proc, out, err)
         self.launched.append(launched)

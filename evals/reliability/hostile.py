@@ -4,78 +4,113 @@ job with a Code parameter, with bubblewrap and without it (the weaker fallback),
 processes still alive, canaries in the storage or the output, files left outside the copy, connections the
 host's sockets accepted, the victim process of the sandbox user.
 
-Run as root here, the programs run as ``nobody``. As an unprivileged user: see the report's notes.
+Run as root, the programs run as ``nobody``; a second arm runs tunesmith itself as an unprivileged user (then
+the programs run as that user, beside a victim process of the same user).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import signal
 import sqlite3
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.testing.hostile import Findings, Host, host, lingering, programs, write_job
-from evals.reliability.common import MARK_ENV, Context, Row, Supervisor, cli_argv, python_path
+from evals.reliability.common import MARK_ENV, Context, Launched, Row, Supervisor, cli_argv, python_path
 from tools.bubblewrap import BWRAP_ENV, Bubblewrap, bubblewrap
-from tools.sandbox import sandbox_user
+from tools.sandbox import as_user, sandbox_user
 
 RUN_TIMEOUT_S = 900.0
 SCENARIO = "hostile"
 
 
+#: Who runs tunesmith in the unprivileged arm (when the benchmark runs as root): the candidate then runs as
+#: that user too, beside a victim process of the same user.
+UNPRIVILEGED = (65534, 65534)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of running the programs: a label, variables for tunesmith, and the user it runs as (None: us)."""
+
+    label: str
+    extra: dict[str, str]
+    user: tuple[int, int] | None = None
+
+
+def arms() -> list[Arm]:
+    """With bubblewrap as we are; as an unprivileged user when we are root; and without bubblewrap."""
+    chosen = []
+    if isinstance(bubblewrap(sandbox_user()), Bubblewrap):
+        chosen.append(Arm("root, bubblewrap" if os.geteuid() == 0 else "bubblewrap", {}))
+    if os.geteuid() == 0 and isinstance(bubblewrap(None), Bubblewrap):
+        chosen.append(Arm("unprivileged user, bubblewrap", {}, UNPRIVILEGED))
+    chosen.append(Arm("fallback (no bubblewrap)", {BWRAP_ENV: "none"}))
+    return chosen
+
+
 def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     strong = bubblewrap(sandbox_user())
-    arms = {"bubblewrap": {}, "fallback (no bubblewrap)": {BWRAP_ENV: "none"}}
-    if not isinstance(strong, Bubblewrap):
-        arms.pop("bubblewrap")
     rows: list[Row] = []
     details: dict[str, Any] = {"bubblewrap": strong if isinstance(strong, str) else strong.path, "arms": {}}
-    for label, extra in arms.items():
-        folder = ctx.folder(f"{SCENARIO}-{len(details['arms'])}")
-        with host(folder / "job", sandbox_user()) as h:
+    for i, arm in enumerate(arms()):
+        folder = ctx.folder(f"{SCENARIO}-{i}")
+        victim = arm.user if arm.user is not None else sandbox_user()
+        with host(folder / "job", victim, owner=arm.user) as h:
             chosen = programs(h.targets)
             write_job(h.targets, chosen)
-            found, code = _run(ctx, h, extra, folder)
-            killed = _kill_and_resume(ctx, h, extra, folder / "kill9")
-        details["arms"][label] = {"rc": code, "findings": found.__dict__, "kill9": killed.__dict__}
-        rows += _rows(label, len(chosen), found, killed)
+            found, code = _run(ctx, h, arm, folder)
+            killed = _kill_and_resume(ctx, h, arm, folder / "kill9")
+        details["arms"][arm.label] = {"rc": code, "findings": found.__dict__, "kill9": killed.__dict__}
+        rows += _rows(arm.label, len(chosen), found, killed)
     return rows, details
 
 
-def _env(ctx: Context, h: Host, extra: dict[str, str]) -> dict[str, str]:
-    return {**os.environ, MARK_ENV: ctx.mark(SCENARIO), "PYTHONPATH": python_path(), **h.environment, **extra}
+def _start(supervisor: Supervisor, ctx: Context, h: Host, arm: Arm, log: Path, *args: str) -> Launched:
+    """``tunesmith ARGS`` in the job's folder, as the arm's user (its files made that user's first)."""
+    env = {**os.environ, MARK_ENV: ctx.mark(SCENARIO), "PYTHONPATH": python_path(), **h.environment, **arm.extra}
+    preexec = None
+    if arm.user is not None:
+        for parent in [ctx.root, *log.parent.relative_to(ctx.root).parents]:  # the harness's folders, passable
+            (ctx.root / parent).chmod(0o755)
+        home = log.parent / "home"
+        home.mkdir(exist_ok=True)
+        for path in [log.parent, *log.parent.rglob("*"), h.targets.folder, *h.targets.folder.rglob("*")]:
+            os.lchown(path, *arm.user)
+        env["HOME"] = str(home)
+        plan = as_user(arm.user, Path(sys.executable).resolve())
+        preexec = functools.partial(plan.confine, os.open(os.devnull, os.O_WRONLY))
+    return supervisor.start(cli_argv(*args), cwd=h.targets.folder, env=env, log=log, preexec=preexec)
 
 
-def _run(ctx: Context, h: Host, extra: dict[str, str], folder: Path) -> tuple[Findings, int | None]:
+def _run(ctx: Context, h: Host, arm: Arm, folder: Path) -> tuple[Findings, int | None]:
     with Supervisor(ctx.mark(SCENARIO)) as supervisor:
-        one = supervisor.start(
-            cli_argv("run", "job.toml"), cwd=h.targets.folder, env=_env(ctx, h, extra), log=folder / "run"
-        )
+        one = _start(supervisor, ctx, h, arm, folder / "run", "run", "job.toml")
         code = one.wait(RUN_TIMEOUT_S)
         return h.findings(one.output()), code
 
 
-def _kill_and_resume(ctx: Context, h: Host, extra: dict[str, str], folder: Path) -> Findings:
+def _kill_and_resume(ctx: Context, h: Host, arm: Arm, folder: Path) -> Findings:
     """A fresh study of one program that leaves a daemon and a background child, killed with ``kill -9`` while
     they run, then resumed: what is alive afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     target = h.targets
-    h2 = Host(type(target)(**{**target.__dict__, "storage": folder / "kill9.db"}))
-    write_job(h2.targets, [lingering(h.targets)], name="hostile-kill9")
+    h2 = Host(dataclasses.replace(target, storage=folder / "kill9.db"))
+    write_job(h2.targets, [lingering(target)], name="hostile-kill9")
     with Supervisor(ctx.mark(SCENARIO)) as supervisor:
-        one = supervisor.start(
-            cli_argv("run", "job.toml"), cwd=target.folder, env=_env(ctx, h, extra), log=folder / "a"
-        )
+        one = _start(supervisor, ctx, h2, arm, folder / "a", "run", "job.toml")
         deadline = time.monotonic() + 120
         while len(h2.findings().alive if _has_trials(h2) else []) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         os.kill(one.pid, signal.SIGKILL)
         one.wait(30)
-        again = supervisor.start(
-            cli_argv("run", "job.toml", "--trials", "2"), cwd=target.folder, env=_env(ctx, h, extra), log=folder / "b"
-        )
+        again = _start(supervisor, ctx, h2, arm, folder / "b", "run", "job.toml", "--trials", "2")
         again.wait(RUN_TIMEOUT_S)
         return h2.findings(again.output())
 

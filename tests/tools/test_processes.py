@@ -273,6 +273,23 @@ def test_clean_leftovers_tells_dead_owners_from_live_ones(private_tmp: Path) -> 
     assert live.exists() and new_unowned.exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's sandboxed programs run as another user")
+def test_root_kills_a_dead_runs_sandboxed_strays_whatever_user_they_run_as(private_tmp: Path) -> None:
+    exited = subprocess.Popen([PY, "-c", "pass"])
+    started = psutil.Process(exited.pid).create_time()
+    exited.wait()
+    token = "d" * 32
+    _folder(private_tmp, _owned(0, exited.pid, started, token))
+    stray = subprocess.Popen(["sleep", "300"], user=65534, group=65534, env={TOKEN_ENV: token})
+    try:
+        assert running(stray.pid)
+        assert clean_leftovers() == Leftovers(folders=1, processes=1)
+        assert wait_for(lambda: not running(stray.pid)), "a stray of nobody carrying the dead run's token lived on"
+    finally:
+        stray.kill()
+        stray.wait()
+
+
 def test_a_running_trials_folder_is_named_after_its_owner_and_left_alone(private_tmp: Path) -> None:
     with trial_workspace(4) as workspace:
         assert (
