@@ -99,12 +99,15 @@ def _reader(session: Session) -> Callable[[str], str]:
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
-    from agent.interact.chat import CommandCompleter, history_path
+    from agent.interact.chat import CommandCompleter, history_path, line_bindings
 
     path = history_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     prompt: PromptSession[str] = PromptSession(
-        history=FileHistory(str(path)), completer=CommandCompleter(session), complete_while_typing=False
+        history=FileHistory(str(path)),
+        completer=CommandCompleter(session),
+        complete_while_typing=False,
+        key_bindings=line_bindings(),
     )
     return prompt.prompt
 

@@ -9,6 +9,9 @@ Ctrl-C at the prompt clears the line; during ``/run`` it stops the running trial
 processes ended; every finished trial is kept) and returns to the prompt; during a model's answer it
 abandons that answer. Ctrl-D or ``/quit`` leaves. Everything typed is kept in a history file, so the up
 arrow reaches lines typed in earlier chats.
+
+A line may hold :data:`MAX_LINE` characters; a longer one is refused with a message, and at a terminal what
+is typed past the limit is not kept, so pasting a whole file costs no more than a line at the limit.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import emacs_insert_mode, vi_insert_mode
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.key_binding.key_processor import KeyPress
+from prompt_toolkit.keys import Keys
 
 from agent.errors import TunesmithError
 from agent.interact.actions import ACTIONS, Action
@@ -37,6 +44,9 @@ CHAT_COMMANDS = {"help": "this list", "quit": "leave the chat (Ctrl-D too); the 
 PROMPT = "tunesmith> "
 #: Characters of an action's result passed back to the model with the next message.
 RESULT_CHARS = 2000
+#: The longest line the chat reads: a question, a note or a point to enqueue is far shorter, and a pasted file
+#: would fill the model's context rather than ask it anything.
+MAX_LINE = 10_000
 
 
 def history_path() -> Path:
@@ -83,6 +93,52 @@ def _matches(typed: str, options: Iterable[str], meta: Callable[[str], str]) -> 
             yield Completion(option, start_position=-len(typed), display_meta=meta(option))
 
 
+def line_bindings() -> KeyBindings:
+    """Typing and pasting at the prompt, at a cost that does not grow with the square of the line.
+
+    prompt_toolkit's own typing binding (3.0.52) saves the whole line to the undo stack before every character
+    (the binding it registers loses its ``save_before``), so a line of n characters held n copies of itself:
+    a 100,000-character line took 4.9 GB and 50 s. Here a run of typing is one undo step, as prompt_toolkit
+    means it to be; the characters already waiting in the input are inserted at once rather than a key
+    binding lookup and a copy of the line each (a paste into a terminal without bracketed paste arrives as
+    that many keys); and nothing past :data:`MAX_LINE` + 1 characters is kept, so such a line is refused
+    when it is entered (:meth:`Chat.handle`) after work bounded by the limit, however much was pasted.
+    """
+    bindings = KeyBindings()
+
+    @bindings.add(Keys.Any, filter=vi_insert_mode | emacs_insert_mode, save_before=lambda event: not event.is_repeat)
+    def _type(event: KeyPressEvent) -> None:
+        typed = [event.data * event.arg]
+        app = event.app
+        if not (app.emacs_state.is_recording or app.vi_state.recording_register):  # a macro records each key
+            waiting = event.key_processor.input_queue
+            while waiting and _plain(waiting[0]):
+                typed.append(waiting.popleft().data)
+        _insert(event, "".join(typed))
+
+    @bindings.add(Keys.BracketedPaste)
+    def _paste(event: KeyPressEvent) -> None:
+        # As prompt_toolkit's own paste binding: some terminals (iTerm2) paste \r\n line endings.
+        _insert(event, event.data.replace("\r\n", "\n").replace("\r", "\n"))
+
+    return bindings
+
+
+def _plain(key: KeyPress) -> bool:
+    """Whether ``key`` is a printable character typed as itself, which no binding but typing's acts on."""
+    return key.key == key.data and len(key.data) == 1 and key.data.isprintable()
+
+
+def _insert(event: KeyPressEvent, text: str) -> None:
+    """Insert ``text`` at the cursor, keeping the line at most one character over :data:`MAX_LINE`."""
+    buffer = event.current_buffer
+    room = MAX_LINE + 1 - len(buffer.text)
+    if room < len(text):
+        event.app.output.bell()
+    if room > 0:
+        buffer.insert_text(text[:room])
+
+
 class Chat:
     """The read-act loop of one chat.
 
@@ -126,6 +182,9 @@ class Chat:
 
     def handle(self, line: str) -> bool:
         """Act on one line; False when it asks to leave."""
+        if len(line) > MAX_LINE:
+            self.say(f"A line may hold {MAX_LINE:,} characters and this one is longer: nothing was done.", style="red")
+            return True
         if not line.startswith("/"):
             self._converse(line)
             return True

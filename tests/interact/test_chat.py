@@ -14,6 +14,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from agent.interact.chat import MAX_LINE
 from agent.study import load_study
 from agent.testing.misbehaving_server import MisbehavingServer, ok, tool_calls
 from agent.trial import TrialState
@@ -158,6 +159,46 @@ def test_ctrl_c_during_run_stops_the_trial_and_the_chat_goes_on(job: Path) -> No
     trials = load_study("demo", f"sqlite:///{job.parent / 'tunesmith.db'}").trials
     assert [t.interrupted for t in trials] == [False, False, True, False]
     assert trials[3].state is TrialState.COMPLETE
+
+
+REFUSED = f"A line may hold {MAX_LINE:,} characters and this one is longer: nothing was done."
+
+
+def test_a_line_pasted_without_bracketed_paste_is_kept_only_to_the_limit_and_refused(job: Path) -> None:
+    # 100,000 keys, as a terminal without bracketed paste delivers a paste: each used to save the whole line
+    # for undo (4.9 GB, 50 s); now the waiting keys go in at once and nothing past the limit is kept.
+    child = _spawn(job, "--no-model")
+    pasted = "/note " + "n" * 100_000
+    for start in range(0, len(pasted), 4096):
+        child.send(pasted[start : start + 4096])
+    child.send("\r")
+    child.expect_exact(REFUSED)
+    child.expect(PROMPT)
+    _command(child, "/space", "Search space of demo")  # the chat goes on
+    _quit(child)
+    history = (job.parent / "state" / "tunesmith" / "chat-history").read_text()
+    kept = [line[1:] for line in history.splitlines() if line.startswith("+")]
+    assert kept[0] == pasted[: MAX_LINE + 1], "the line held one character past the limit, and no more"
+    assert load_study("demo", f"sqlite:///{job.parent / 'tunesmith.db'}").steering.notes == ()
+
+
+def test_a_run_of_typing_is_one_undo_step(job: Path) -> None:
+    # prompt_toolkit's own binding saved the line for undo before every key: Ctrl-_ took back one character.
+    child = _spawn(job, "--no-model")
+    for key in "/bogus":  # one key at a time, each shown before the next is typed, as a person types
+        child.send(key)
+        child.expect_exact(key)
+    child.send("\x1f")  # Ctrl-_: undo
+    child.sendline("/space")
+    assert child.expect_exact(["Unknown command", "Search space of demo"]) == 1, "the undo left part of /bogus"
+    child.expect(PROMPT)
+    _quit(child)
+
+
+def test_a_piped_line_over_the_limit_is_refused_and_the_chat_goes_on(job: Path) -> None:
+    result = _chat(job, ["/note " + "n" * MAX_LINE, "/note short", "/space"])
+    assert result.returncode == 0, result.stderr
+    assert REFUSED in result.stdout and "Note: short" in result.stdout
 
 
 def _chat(job: Path, lines: list[str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
