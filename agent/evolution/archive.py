@@ -45,7 +45,9 @@ class Feature:
     Attributes:
         name: ``"code_length"`` (characters of the program, as stored: not normalized), ``"seconds"`` (the
             trial's duration) or the name of a metric the objective reports. A metric wins over the built-in
-            of the same name: an objective reporting its own ``seconds`` means the time it measured.
+            of the same name: an objective reporting its own ``seconds`` means the time it measured. A
+            duration depends on the machine's load as much as on the program, so with ``"seconds"`` the same
+            trials measured again fall in other cells, and a replay of the run draws other parents.
         bins: cells along the axis.
         low, high: the range cut into bins; None takes it from the data (the least and greatest value among
             the archive's complete trials), so the grid stretches as programs spread out. Values outside the
@@ -85,8 +87,9 @@ class Feature:
         return value if value is not None and math.isfinite(value) else None
 
 
-#: Program length by program run time, the second on a log scale.
-DEFAULT_FEATURES: tuple[Feature, ...] = (Feature(CODE_LENGTH), Feature(SECONDS, log=True))
+#: Program length alone: the grid then depends only on what was evaluated, never on how busy the machine was,
+#: so a recorded run replays exactly. Run time is an axis only when asked for (see :class:`Feature`).
+DEFAULT_FEATURES: tuple[Feature, ...] = (Feature(CODE_LENGTH),)
 
 
 @dataclass(frozen=True)

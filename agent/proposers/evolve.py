@@ -31,7 +31,7 @@ from pydantic import Field
 
 from agent.display import cut, failure_cause, number
 from agent.errors import ConfigError
-from agent.evolution.archive import Archive, Feature
+from agent.evolution.archive import DEFAULT_FEATURES, Archive, Feature
 from agent.evolution.edits import normalize, read_reply, unified_diff
 from agent.llm.client import Completion
 from agent.proposers.base import StudyView
@@ -54,8 +54,9 @@ class EvolveOptions(BOOptions):
     """Options of ``evolve``; ``num_restarts``/``raw_samples`` tune the BO partner of the numeric parameters."""
 
     features: list[str] = Field(
-        default_factory=lambda: ["code_length", "seconds"],
-        description="axes of the MAP-Elites grid: code_length, seconds, or a metric the objective reports",
+        default_factory=lambda: [feature.name for feature in DEFAULT_FEATURES],
+        description="axes of the MAP-Elites grid: code_length, a metric the objective reports, or seconds (the "
+        "trial's wall time: it changes with the machine's load, so a recorded run no longer replays exactly)",
     )
     bins: int = Field(default=6, ge=1, le=64, description="cells per feature")
     islands: int = Field(default=1, ge=1, le=16, description="populations evolving apart (by lineage)")

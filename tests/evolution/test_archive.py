@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.evolution.archive import EXPLOIT, Archive, Feature
+from agent.evolution.archive import DEFAULT_FEATURES, EXPLOIT, Archive, Feature
 from agent.trial import Trial, TrialState
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -120,6 +122,25 @@ def test_rebuilding_from_the_same_trials_gives_the_same_archive_and_draws() -> N
     draws = [first.select_parent(rng1) for _ in range(50)]
     assert draws == [again.select_parent(rng2) for _ in range(50)]
     assert len({t.number for t in draws if t is not None}) > 3
+
+
+def test_the_default_grid_does_not_depend_on_how_long_the_trials_took() -> None:
+    # A trial's wall time changes with the machine's load: a grid over it gave a replay other elites, so other
+    # parents, prompts and programs. Run time is an axis only when asked for.
+    history = [trial(i, 20 + 37 * i % 400, float((7 * i) % 11), seconds=0.5 + i % 4) for i in range(40)]
+    loaded = [replace(t, finished_at=t.started_at + timedelta(seconds=0.5 + (3 * t.number) % 7)) for t in history]
+
+    def elites_and_draws(
+        trials: list[Trial], features: Sequence[Feature] = DEFAULT_FEATURES
+    ) -> tuple[list[int], list[int | None]]:
+        built = Archive.from_trials(trials, code_param="program", direction="minimize", features=features)
+        rng = random.Random(42)
+        draws = [built.select_parent(rng) for _ in range(50)]
+        return [t.number for t in built.elites()], [None if t is None else t.number for t in draws]
+
+    assert elites_and_draws(history) == elites_and_draws(loaded)
+    timed = [Feature("code_length", bins=6), Feature("seconds", bins=6)]
+    assert elites_and_draws(history, features=timed) != elites_and_draws(loaded, features=timed)
 
 
 def test_parents_mostly_exploit_the_best_and_sometimes_explore() -> None:
