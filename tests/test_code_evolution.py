@@ -76,9 +76,15 @@ def project(folder: Path, model: str) -> Path:
     return folder
 
 
-def trials_of(folder: Path) -> list[Any]:
+def trials_of(folder: Path, *, started: bool = True) -> list[Any]:
+    """The finished trials of the folder's study; with ``started=False`` none while the run has not yet made
+    its database or its study (a poll that begins with the run)."""
+    if not started and not (folder / "tunesmith.db").exists():
+        return []
     storage = open_storage(f"sqlite:///{folder / 'tunesmith.db'}", create=False)
     study = storage.get_study("count-up")
+    if study is None and not started:
+        return []
     assert study is not None
     return [t for t in storage.trials(study.id) if t.state.is_finished]
 
@@ -95,7 +101,7 @@ def test_the_archive_survives_kill_9_and_the_run_resumes_from_it(tmp_path: Path)
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while len(trials_of(folder) if (folder / "tunesmith.db").exists() else []) < 3:
+        while len(trials_of(folder, started=False)) < 3:
             assert run.poll() is None and time.monotonic() < deadline, "the run ended or stalled before the kill"
             time.sleep(0.2)
         run.send_signal(signal.SIGKILL)
