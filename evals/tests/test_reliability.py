@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from evals.reliability import cli, kill9, leaks, models, race
@@ -215,7 +216,11 @@ def test_marked_processes_are_found_with_their_trial_and_killed() -> None:
     child = subprocess.Popen(["sleep", "30"], env=env)
     other = subprocess.Popen(["sleep", "30"], env={**os.environ, MARK_ENV: f"{mark}-other"})
     try:
-        time.sleep(0.2)
+        # Until a child has exec'd sleep it shows this process's environment, without its mark: wait for both.
+        deadline = time.monotonic() + 30
+        while any(psutil.Process(p.pid).cmdline()[:1] != ["sleep"] for p in (child, other)):
+            assert time.monotonic() < deadline, "the children never started sleep"
+            time.sleep(0.01)
         assert [(m.pid, m.trial) for m in find_marked(mark)] == [(child.pid, 7)]
         assert find_marked(f"{mark}/scenario") and not find_marked(f"{mark}/else")
         assert kill_marked(mark) == 1
