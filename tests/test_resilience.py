@@ -127,22 +127,32 @@ def test_four_processes_share_one_study(tmp_path: Path) -> None:
     assert all(t.state is TrialState.COMPLETE for t in trials)
 
 
-SLOW_WORKER = """
-import sys, time
+#: A worker whose one trial runs until the test creates the file ``sys.argv[2]``: a fixed sleep there let a
+#: loaded machine finish the trial before the test looked at it.
+HELD_WORKER = """
+import os, sys, time
 from agent import Float, Space, create_study
 
-study = create_study("live", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random", load_if_exists=True)
-study.optimize(lambda p: time.sleep(3) or p["x"], n_trials=1)
+def held(value):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
+
+study = create_study("{name}", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random", load_if_exists=True)
+study.optimize(lambda p: held({value}), n_trials=1)
 """
 
 
 def test_running_trials_of_a_live_worker_are_never_touched(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'live.db'}"
-    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, url], env=ENV)
+    go = tmp_path / "go"
+    worker = subprocess.Popen([sys.executable, "-c", HELD_WORKER.format(name="live", value=0.5), url, go], env=ENV)
     db = tmp_path / "live.db"
 
     wait_until(lambda: count_trials(db, "running") == 1)
     assert load_study("live", url).recover_interrupted() == []
+    go.touch()
     assert worker.wait(timeout=60) == 0
     [trial] = load_study("live", url).trials
     assert trial.state is TrialState.COMPLETE
@@ -151,7 +161,18 @@ def test_running_trials_of_a_live_worker_are_never_touched(tmp_path: Path) -> No
 def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: Path) -> None:
     job = JOB.format(python=sys.executable, trials=4).replace("seed = 1\n", "seed = 1\nrequeue_interrupted = true\n")
     (tmp_path / "job.toml").write_text(job)
-    (tmp_path / "objective.py").write_text(OBJECTIVE.replace("time.sleep(0.15)", "time.sleep(1.0)"))
+    # From the second evaluation on, the objective runs until the test releases it: the run is killed with a
+    # trial surely running (a 1 s sleep could end between the test's look and the kill on a loaded machine).
+    calls, release = tmp_path / "calls", tmp_path / "release"
+    held = f"""
+import os, time
+with open({str(calls)!r}, "a") as f:
+    f.write(".")
+deadline = time.monotonic() + 120
+while os.path.getsize({str(calls)!r}) > 1 and not os.path.exists({str(release)!r}) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"""
+    (tmp_path / "objective.py").write_text(OBJECTIVE.replace("time.sleep(0.15)", held))
     db = tmp_path / "study.db"
     run = [sys.executable, "-m", "agent.cli", "run", "job.toml"]
 
@@ -162,6 +183,7 @@ def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: 
     wait_until(running_after_one_complete)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    release.touch()
     second = subprocess.run(run, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
 
@@ -173,21 +195,14 @@ def test_an_interrupted_trial_is_evaluated_again_when_the_job_says_so(tmp_path: 
     assert len([t for t in trials if t.error != INTERRUPTED]) == 4
 
 
-STALLING_WORKER = """
-import sys, time
-from agent import Float, Space, create_study
-
-study = create_study("stall", Space(x=Float(0, 1)), storage=sys.argv[1], proposer="random", load_if_exists=True)
-study.optimize(lambda p: time.sleep(1.5) or 0.393, n_trials=1)
-"""
-
-
 def test_a_stalled_worker_marked_interrupted_keeps_its_late_result(tmp_path: Path) -> None:
     # The fault: a run stopped (SIGSTOP, a closed laptop lid) while another run decided it was dead. Here it
     # looks dead for real (its worker is made to look remote with an hour-old heartbeat), is marked
     # interrupted, then wakes up and reports: the result must be kept, and the run must exit cleanly.
     url = f"sqlite:///{tmp_path / 'stall.db'}"
-    worker = subprocess.Popen([sys.executable, "-c", STALLING_WORKER, url], env=ENV, stderr=subprocess.PIPE, text=True)
+    go = tmp_path / "go"
+    script = HELD_WORKER.format(name="stall", value=0.393)
+    worker = subprocess.Popen([sys.executable, "-c", script, url, go], env=ENV, stderr=subprocess.PIPE, text=True)
     db = tmp_path / "stall.db"
     wait_until(lambda: count_trials(db, "running") == 1)
     worker.send_signal(signal.SIGSTOP)
@@ -196,6 +211,7 @@ def test_a_stalled_worker_marked_interrupted_keeps_its_late_result(tmp_path: Pat
             conn.execute("UPDATE workers SET hostname = 'elsewhere', heartbeat_at = heartbeat_at - 3600")
         assert load_study("stall", url).recover_interrupted() == [0]
     finally:
+        go.touch()
         worker.send_signal(signal.SIGCONT)
     _, stderr = worker.communicate(timeout=60)
     assert worker.returncode == 0, stderr
