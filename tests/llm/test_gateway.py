@@ -180,10 +180,10 @@ def test_a_call_ends_with_the_runs_wall_time_and_is_stored_with_its_latency(
         with pytest.raises(LLMError) as caught:
             gateway.complete(MESSAGES, SCHEMA, purpose="propose")
         elapsed = time.monotonic() - started
-    assert 1.4 <= elapsed < 2.5
+    assert 1.4 <= elapsed < 30  # the run's 1.5 s, not the client's 60 s a request
     [call] = storage.llm_calls(study_id)
     assert call.id == caught.value.call_id and call.reply is None and "APITimeoutError" in (call.error or "")
-    assert call.latency_s == pytest.approx(elapsed, abs=0.1)
+    assert 1.0 <= call.latency_s <= elapsed  # the wait it made, measured inside the test's
     assert storage.spend(study_id).failed_calls == 1
 
 

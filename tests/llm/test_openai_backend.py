@@ -189,7 +189,7 @@ def test_retry_after_is_capped(misbehaving_server: MisbehavingServer) -> None:
     started = time.monotonic()
     reply = make_client(misbehaving_server, max_retry_after_s=0.2).complete(MESSAGES, schema=SCHEMA)
     assert reply.attempts == 2
-    assert 0.19 <= time.monotonic() - started < 2
+    assert 0.19 <= time.monotonic() - started < 50  # capped at 0.2 s, not the 100 s asked for
 
 
 def test_retry_after_beyond_the_time_limit_gives_up_at_once(misbehaving_server: MisbehavingServer) -> None:
@@ -198,7 +198,7 @@ def test_retry_after_beyond_the_time_limit_gives_up_at_once(misbehaving_server: 
     started = time.monotonic()
     with pytest.raises(LLMError, match="retry after 60s") as caught:
         client.complete(MESSAGES, schema=SCHEMA)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 30  # given up, not the 60 s waited
     assert caught.value.attempts == 1
     assert "RateLimitError (HTTP 429)" in str(caught.value)
 
@@ -287,7 +287,7 @@ def test_total_time_limit_bounds_a_hanging_server(misbehaving_server: Misbehavin
     started = time.monotonic()
     with pytest.raises(LLMError, match="APITimeoutError") as caught:
         client.complete(MESSAGES, schema=SCHEMA)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 4  # cut at 1.2 s; ten attempts of 0.5 s would take 5 s
     assert 2 <= caught.value.attempts < 10
 
 
@@ -310,12 +310,12 @@ def test_the_callers_time_limit_cuts_the_call_below_its_own(misbehaving_server: 
     started = time.monotonic()
     with pytest.raises(LLMError, match=r"gave up after 1 request\(s\)"):
         client.complete(MESSAGES, timeout_s=1.0)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 15  # cut at the caller's 1 s, not the client's 30 s per request
     misbehaving_server.set_default(slow(3600))  # accepts, never answers
     started = time.monotonic()
     with pytest.raises(LLMError):
         client.complete(MESSAGES, schema=SCHEMA, timeout_s=0.8)
-    assert time.monotonic() - started < 1.3
+    assert time.monotonic() - started < 15
 
 
 def test_calls_cut_at_their_limit_leave_no_socket_or_thread_behind(misbehaving_server: MisbehavingServer) -> None:
