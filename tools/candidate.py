@@ -147,7 +147,7 @@ class Functions:
     def __init__(self, process: subprocess.Popen[bytes], timeout_s: float) -> None:
         self._process = process
         self._timeout_s = timeout_s
-        self._buffer = b""
+        self._buffer = bytearray()
 
     def call(self, function: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Call:
         """Call ``function(*args, **kwargs)`` in the candidate (arguments and result travel as JSON).
@@ -182,10 +182,13 @@ class Functions:
         return reply.get("value")
 
     def _line(self, timeout_s: float, what: str) -> bytes:
+        """The next line the candidate sent, read in pieces (linear in its length, bounded by
+        :data:`MAX_REPLY_BYTES`)."""
         stdout = self._process.stdout
         assert stdout is not None
         deadline = time.monotonic() + timeout_s
-        while b"\n" not in self._buffer:
+        end = self._buffer.find(b"\n")
+        while end < 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise CandidateError(f"{what} gave no answer within {timeout_s:g} s")
@@ -193,10 +196,13 @@ class Functions:
                 raise CandidateError(f"{what}: the answer is over {MAX_REPLY_BYTES >> 20} MiB")
             ready, _, _ = select.select([stdout], [], [], left)
             if ready:
-                chunk = os.read(stdout.fileno(), 1 << 16)
+                chunk = os.read(stdout.fileno(), 1 << 20)
                 if not chunk:
                     status = self._process.poll()
                     raise CandidateError(f"{what}: the candidate's process ended (status {status}) without answering")
+                newline = chunk.find(b"\n")
+                end = -1 if newline < 0 else len(self._buffer) + newline
                 self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         return line

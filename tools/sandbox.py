@@ -390,10 +390,11 @@ class Confinement:
             SandboxError: it cannot be started here (the message says why and what to change).
             FileNotFoundError: the program does not exist.
         """
-        with contextlib.ExitStack() as stack:
-            out = stack.enter_context(tempfile.TemporaryFile(dir=self.folder))
-            err = stack.enter_context(tempfile.TemporaryFile(dir=self.folder))
-            feed = stack.enter_context(tempfile.TemporaryFile(dir=self.folder))
+        with (
+            tempfile.TemporaryFile(dir=self.folder) as out,
+            tempfile.TemporaryFile(dir=self.folder) as err,
+            tempfile.TemporaryFile(dir=self.folder) as feed,
+        ):
             feed.write(input or b"")
             feed.seek(0)
             started_at = time.monotonic()
@@ -401,7 +402,6 @@ class Confinement:
             returncode = started.status(wait_contained(started.process, self.token, timeout_s))
             seconds = time.monotonic() - started_at
             return SandboxRun(returncode, _tail(out), _tail(err), seconds, started.network_isolated, started.notes)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextlib.contextmanager
     def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Iterator[Started]:
