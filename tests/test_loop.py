@@ -221,17 +221,6 @@ def test_stop_reasons_are_an_enum(url: str) -> None:
     assert slow.stopped_because is StopReason.WALL_TIME and slow.stopped_because == "wall time"
 
 
-class SlowProposer:
-    """Takes 0.3 s per proposal, like a model would."""
-
-    name = "slow"
-
-    def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
-        time.sleep(0.3)
-        k = len(view.trials) + len(pending)
-        return [Proposal({"x": (k * 0.137) % 1, "n": 1}, self.name)]
-
-
 class RecordingProposer:
     """Records what each proposal was made from: how many trials had finished and how many were running."""
 
@@ -320,15 +309,31 @@ def test_one_worker_records_each_trial_before_the_next_starts(url: str) -> None:
     assert all(a.finished_at is not None and a.finished_at <= b.started_at for a, b in itertools.pairwise(trials))
 
 
+class SecondIsLate:
+    """Proposes at once, then takes ``late_s`` over every later proposal, like a model that hangs."""
+
+    name = "late"
+
+    def __init__(self, late_s: float) -> None:
+        self.late_s = late_s
+
+    def propose(self, view: StudyView, n: int, pending: Sequence[Mapping[str, ParamValue]]) -> list[Proposal]:
+        if view.trials:
+            time.sleep(self.late_s)
+        return [Proposal({"x": 0.25 * (1 + len(view.trials)), "n": 1}, self.name)]
+
+
 def test_no_trial_starts_after_the_wall_time_ran_out_while_proposing(url: str) -> None:
     # A proposal that ends past the wall time (a slow model, a long BO fit) must not start a trial that could
     # run for hours after the run should have stopped.
+    # The first proposal is instant and the second outlasts the run (not 0.3 s each against 0.5 s, which a
+    # loaded machine could stretch past the wall time before the first trial started).
     storage = open_storage(url)
     created = create_study("late", SPACE, storage=storage, proposer="random")
-    study = Study(storage, storage.get_study(created.name), proposer=SlowProposer())  # type: ignore[arg-type]
-    summary = study.optimize(lambda p: float(p["x"]), budget=Budget(wall_time=0.5), prefetch=False)
+    study = Study(storage, storage.get_study(created.name), proposer=SecondIsLate(2.5))  # type: ignore[arg-type]
+    summary = study.optimize(lambda p: float(p["x"]), budget=Budget(wall_time=2), prefetch=False)
     assert summary.stopped_because is StopReason.WALL_TIME
-    assert summary.trials_run == len(study.trials) == 1  # 0.3 s to propose the first, 0.6 s for the second
+    assert summary.trials_run == len(study.trials) == 1
 
 
 # Repeated identical failures ------------------------------------------------------------------------------
