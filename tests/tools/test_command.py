@@ -331,7 +331,7 @@ def _is_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def _wait_gone(pid: int, within_s: float = 2.0) -> bool:
+def _wait_gone(pid: int, within_s: float = 30.0) -> bool:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if _is_gone(pid):

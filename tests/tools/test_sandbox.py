@@ -293,14 +293,14 @@ def test_an_infinite_loop_is_killed_at_the_wall_timeout(tree: Path) -> None:
     with Sandbox(tree, Limits()) as box:
         done = box.run(python("while True: pass"), timeout_s=1)
     assert done.returncode is None
-    assert 1 <= done.seconds < 10
+    assert 1 <= done.seconds < 60  # killed at 1 s (plus the grace); unkilled it would run to the 600 s CPU limit
 
 
 def test_an_infinite_loop_is_stopped_by_the_cpu_time_limit(tree: Path) -> None:
     with Sandbox(tree, Limits(cpu_time_s=1)) as box:
         done = box.run(python("while True: pass"), timeout_s=60)
     assert done.returncode == -signal.SIGXCPU
-    assert done.seconds < 30
+    assert done.seconds < 60
 
 
 def test_a_memory_hog_fails_under_the_memory_limit(tree: Path) -> None:
