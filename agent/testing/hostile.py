@@ -448,3 +448,49 @@ def host(folder: Path, sandbox_user: tuple[int, int] | None, owner: tuple[int, i
         for pid in Host(targets).findings().alive if targets.storage.exists() else []:
             with contextlib.suppress(OSError):
                 os.kill(pid, 9)
+
+
+# Hostile MCP clients ----------------------------------------------------------------------------------------
+#: A tunesmith mcp call a hostile client makes: the tool, its arguments, and a part of the one-line refusal.
+HostileCall = tuple[str, dict[str, object], str]
+
+
+def mcp_specials(folder: Path) -> Path:
+    """Files a client may name to stall or grow the server: a FIFO, a 10 GB sparse file, a folder, bytes that
+    are not text (in ``folder/specials``, which the server must be started allowing, with ``/dev``)."""
+    specials = folder / "specials"
+    specials.mkdir(parents=True)
+    os.mkfifo(specials / "fifo.toml")  # opened plainly, a read would wait for a writer forever
+    with (specials / "huge.toml").open("wb") as f:
+        f.truncate(10 * 1024**3)  # 10 GB that take no disk (sparse)
+    (specials / "folder.toml").mkdir()
+    (specials / "binary.toml").write_bytes(b"\xff\xfe" * 100)
+    return specials
+
+
+def mcp_calls(specials: Path, space: dict[str, object]) -> list[HostileCall]:
+    """Hostile arguments (special and huge files, traversal, wrong types, huge values) against a server that
+    holds a study ``s`` of ``space`` and allows the jobs under ``specials`` and ``/dev``."""
+    return [
+        ("load_study", {"job": "/dev/zero"}, "/dev/zero: cannot read it: it is a character device, not a regular file"),
+        ("load_study", {"job": str(specials / "fifo.toml")}, "it is a FIFO, not a regular file"),
+        ("load_study", {"job": str(specials / "huge.toml")}, "it is 10240.0 MiB, more than the 4.0 MiB read here"),
+        ("load_study", {"job": str(specials / "folder.toml")}, "it is a folder, not a regular file"),
+        ("load_study", {"job": str(specials / "binary.toml")}, "cannot read it: 'utf-8' codec can't decode"),
+        ("load_study", {"job": "x" * 1_000_000}, "load_study: job: String should have at most 4096 characters"),
+        ("load_study", {"job": "jobs/\u0000.toml"}, "job: not a usable path (a control character"),
+        ("load_study", {"job": "a\nb.toml"}, "job: not a usable path (a control character"),
+        ("load_study", {"job": ["job.toml"]}, "load_study: job: Input should be a valid string"),
+        ("load_study", {"job": "/" + "a/" * 2000}, "is not a job this server may run"),
+        ("load_study", {"job": "../../../../etc/passwd"}, "is not a job this server may run"),
+        ("report", {"study": "s", "path": {"x": 1}}, "report: path: Input should be a valid string"),
+        ("report", {"study": "s", "path": "/dev/null.html"}, "is outside the server's folder"),
+        ("report", {"study": "s", "path": "../../../tmp/x.html"}, "is outside the server's folder"),
+        ("run_trials", {"study": "s", "trials": 10**12}, "run_trials: trials: Input should be less than or equal"),
+        ("run_trials", {"study": "s", "trials": "many"}, "run_trials: trials: Input should be a valid integer"),
+        ("status", {"study": "s" * 100_000}, "status: study: String should have at most 1000 characters"),
+        ("create_study", {"name": "t", "space": space, "storage": "/dev/zero"}, "is outside the server's folder"),
+        ("create_study", {"name": "t", "space": space, "storage": "sqlite:////etc/x.db"}, "is outside the server's"),
+        ("create_study", {"name": "t", "space": "x"}, "create_study: space: Input should be a valid dictionary"),
+        ("tell", {"study": "s", "number": -1, "value": 1}, "tell: number: Input should be greater than or equal"),
+    ]

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.logs import set_verbosity
-from evals.reliability import hostile, kill9, leaks, models, race
+from evals.reliability import hostile, kill9, leaks, mcp, models, race
 from evals.reliability.common import Context, Outcome, Row, error_row, kill_marked
 from evals.reliability.report import render
 from evals.report import report_arguments, run_and_report
 
-SCENARIOS = ("kill9", "race", "models", "secrets", "hostile")
+SCENARIOS = ("kill9", "race", "models", "secrets", "hostile", "mcp")
 
 
 def _csv(text: str) -> list[str]:
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m evals.reliability",
         description="Fault injection: kill -9 and resume, racing processes, misbehaving models, planted secrets, "
-        "hostile candidates.",
+        "hostile candidates, hostile MCP clients.",
     )
     add = parser.add_argument
     add("--scenario", default="all", help=f"all, or a comma list of {', '.join(SCENARIOS)} (default all)")
@@ -81,6 +81,7 @@ def sizes(args: argparse.Namespace) -> str:
         "models": f"models {len(args.behaviours)} behaviours, wall time {args.wall_time:g} s",
         "secrets": "secrets 1 study, 5 commands",
         "hostile": "hostile 24 programs with and without bubblewrap, then kill -9 + resume",
+        "mcp": "mcp 24 hostile client calls",
     }
     return "; ".join(parts[name] for name in args.scenario) + f"; seed {args.seed}"
 
@@ -92,6 +93,7 @@ def _scenario(name: str, args: argparse.Namespace) -> Callable[[Context], tuple[
         "models": lambda ctx: models.run(ctx, args.behaviours, args.wall_time, args.grace, args.hard_limit),
         "secrets": leaks.run,
         "hostile": hostile.run,
+        "mcp": mcp.run,
     }[name]
 
 

@@ -10,13 +10,17 @@ the programs run as that user, beside a victim process of the same user).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import shutil
 import signal
 import sqlite3
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,15 +59,16 @@ def arms() -> list[Arm]:
     return chosen
 
 
-def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
+def run(ctx: Context, names: Sequence[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """Every arm on every program (or on those ``names``: a smoke test's few)."""
     strong = bubblewrap(sandbox_user())
     rows: list[Row] = []
     details: dict[str, Any] = {"bubblewrap": strong if isinstance(strong, str) else strong.path, "arms": {}}
     for i, arm in enumerate(arms()):
         folder = ctx.folder(f"{SCENARIO}-{i}")
         victim = arm.user if arm.user is not None else sandbox_user()
-        with host(folder / "job", victim, owner=arm.user) as h:
-            chosen = programs(h.targets)
+        with _reachable(folder, arm) as folder, host(folder / "job", victim, owner=arm.user) as h:
+            chosen = [p for p in programs(h.targets) if names is None or p.name in names]
             write_job(h.targets, chosen)
             found, code = _run(ctx, h, arm, folder)
             killed = _kill_and_resume(ctx, h, arm, folder / "kill9")
@@ -72,13 +77,26 @@ def run(ctx: Context) -> tuple[list[Row], dict[str, Any]]:
     return rows, details
 
 
+@contextlib.contextmanager
+def _reachable(folder: Path, arm: Arm) -> Iterator[Path]:
+    """Where the arm works: ``folder``, or for another user a fresh folder in the system's temporary directory
+    (the harness's own may lie in one closed to others, as pytest's does), removed afterwards."""
+    if arm.user is None:
+        yield folder
+        return
+    own = Path(tempfile.mkdtemp(prefix="tunesmith-hostile-"))
+    own.chmod(0o755)
+    try:
+        yield own
+    finally:
+        shutil.rmtree(own, ignore_errors=True)
+
+
 def _start(supervisor: Supervisor, ctx: Context, h: Host, arm: Arm, log: Path, *args: str) -> Launched:
     """``tunesmith ARGS`` in the job's folder, as the arm's user (its files made that user's first)."""
     env = {**os.environ, MARK_ENV: ctx.mark(SCENARIO), "PYTHONPATH": python_path(), **h.environment, **arm.extra}
     preexec = None
     if arm.user is not None:
-        for parent in [ctx.root, *log.parent.relative_to(ctx.root).parents]:  # the harness's folders, passable
-            (ctx.root / parent).chmod(0o755)
         home = log.parent / "home"
         home.mkdir(exist_ok=True)
         for path in [log.parent, *log.parent.rglob("*"), h.targets.folder, *h.targets.folder.rglob("*")]:

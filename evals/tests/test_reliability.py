@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from evals.reliability import cli, kill9, leaks, models, race
+from evals.reliability import cli, hostile, kill9, leaks, mcp, models, race
 from evals.reliability.common import (
     MARK_ENV,
     TRIAL_ENV,
@@ -302,6 +302,24 @@ def test_secrets_end_to_end_through_main(tmp_path: Path, capsys: pytest.CaptureF
     assert markdown in capsys.readouterr().out
     assert cli.main(["--summarize", str(data)]) == 0
     assert capsys.readouterr().out.strip() == markdown.strip()
+
+
+@pytest.mark.slow
+def test_hostile_smoke(ctx: Context) -> None:
+    rows, details = hostile.run(ctx, names=["atexit-print", "background-child"])
+    _sane(rows)
+    arms = [a.label for a in hostile.arms()]
+    assert list(details["arms"]) == arms and len(rows) == 7 * len(arms)
+    assert all(row.cases == 2 for row in rows if "kill -9" not in row.check)
+    assert all(arm["findings"]["trials"] == 2 for arm in details["arms"].values())
+    assert all(row.broken == 0 for row in rows if "fallback" not in row.scenario), rows
+
+
+def test_mcp_scenario(ctx: Context) -> None:
+    rows, details = mcp.run(ctx)
+    _sane(rows)
+    assert all(row.broken == 0 for row in rows), rows
+    assert len(details["answers"]) == rows[0].cases >= 20 and 0 < details["peak_mib"] < 1024
 
 
 def leaks_places() -> list[str]:

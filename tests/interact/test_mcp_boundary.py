@@ -20,6 +20,7 @@ pytest.importorskip("mcp")
 
 from mcp import ClientSession
 
+from agent.testing.hostile import mcp_calls, mcp_specials
 from tests.interact.test_mcp_server import JOB, OBJECTIVE, SPACE, call, drive, ok, refused, text
 
 #: A job whose objective, if it ever ran, would leave a mark: at import (a function) or as a command.
@@ -172,33 +173,8 @@ def test_paths_and_storages_a_client_names_stay_inside_the_root(tmp_path: Path) 
 
 
 def test_hostile_arguments_are_answered_at_once_in_one_line(tmp_path: Path) -> None:
-    specials = tmp_path / "specials"
-    specials.mkdir()
-    os.mkfifo(specials / "fifo.toml")  # opened plainly, a read would wait for a writer forever
-    with (specials / "huge.toml").open("wb") as f:
-        f.truncate(10 * 1024**3)  # 10 GB that take no disk (sparse)
-    (specials / "folder.toml").mkdir()
-    (specials / "binary.toml").write_bytes(b"\xff\xfe" * 100)
-    hostile: list[tuple[str, dict[str, object], str]] = [
-        ("load_study", {"job": "/dev/zero"}, "/dev/zero: cannot read it: it is a character device, not a regular file"),
-        ("load_study", {"job": str(specials / "fifo.toml")}, "it is a FIFO, not a regular file"),
-        ("load_study", {"job": str(specials / "huge.toml")}, "it is 10240.0 MiB, more than the 4.0 MiB read here"),
-        ("load_study", {"job": str(specials / "folder.toml")}, "it is a folder, not a regular file"),
-        ("load_study", {"job": str(specials / "binary.toml")}, "cannot read it: 'utf-8' codec can't decode"),
-        ("load_study", {"job": "x" * 1_000_000}, "load_study: job: String should have at most 4096 characters"),
-        ("load_study", {"job": "jobs/\u0000.toml"}, "job: not a usable path (a control character"),
-        ("load_study", {"job": "a\nb.toml"}, "job: not a usable path (a control character"),
-        ("load_study", {"job": ["job.toml"]}, "load_study: job: Input should be a valid string"),
-        ("load_study", {"job": "/" + "a/" * 2000}, "is not a job this server may run"),
-        ("report", {"study": "s", "path": {"x": 1}}, "report: path: Input should be a valid string"),
-        ("report", {"study": "s", "path": "/dev/null.html"}, "is outside the server's folder"),
-        ("run_trials", {"study": "s", "trials": 10**12}, "run_trials: trials: Input should be less than or equal"),
-        ("run_trials", {"study": "s", "trials": "many"}, "run_trials: trials: Input should be a valid integer"),
-        ("status", {"study": "s" * 100_000}, "status: study: String should have at most 1000 characters"),
-        ("create_study", {"name": "t", "space": SPACE, "storage": "/dev/zero"}, "is outside the server's folder"),
-        ("create_study", {"name": "t", "space": "x"}, "create_study: space: Input should be a valid dictionary"),
-        ("tell", {"study": "s", "number": -1, "value": 1}, "tell: number: Input should be greater than or equal"),
-    ]
+    specials = mcp_specials(tmp_path)
+    hostile = mcp_calls(specials, SPACE)
     took: dict[str, float] = {}
 
     async def scenario(client: ClientSession) -> None:
