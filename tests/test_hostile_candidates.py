@@ -6,6 +6,7 @@ unprivileged user.)"""
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import sqlite3
@@ -101,3 +102,15 @@ def test_without_bubblewrap_the_weaker_confinement_is_said_in_the_feedback_and_s
     assert "Sandbox: 1 trial(s) ran with less enforced than asked for:" in status.stdout, status.stdout
     assert "weaker confinement: bubblewrap switched off (TUNESMITH_BWRAP=none)" in status.stdout
     assert "[sandbox] weaker confinement: bubblewrap switched off" in shown.stdout, shown.stdout
+
+
+def test_every_hostile_program_is_valid_python_down_to_the_code_it_starts(tmp_path: Path) -> None:
+    """A program with a syntax error fails at import and attacks nothing: the tests above would hold for nothing."""
+    with host(tmp_path / "job", sandbox_user()) as h:
+        chosen = programs(h.targets)
+    for program in chosen:
+        tree = ast.parse(program.source, program.name)
+        for node in ast.walk(tree):  # the code a program hands to a new interpreter (the daemon's loop)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("import "):
+                ast.parse(node.value, f"{program.name} (the code it starts)")
+    assert len(chosen) >= 20 and len({p.category for p in chosen}) == 9

@@ -78,7 +78,7 @@ def programs(t: Targets) -> list[Hostile]:
         "import glob, time\n"
         "for _ in range(600):\n"
         f"    for f in glob.glob('/tmp/tunesmith-trial-*/tree/*.py') + [{str(t.folder / 'evaluate.py')!r}]:\n"
-        f"        try: open(f, 'w').write('print({forged!r})')\n"
+        f"        try: open(f, 'w').write({f'print({forged!r})'!r})\n"
         "        except OSError: pass\n"
         "    time.sleep(0.1)\n"
         f"# {m}\n"
@@ -128,7 +128,7 @@ def programs(t: Targets) -> list[Hostile]:
             import glob
             for f in ["evaluate.py", {str(t.folder / "evaluate.py")!r}, *glob.glob("/tmp/tunesmith-trial-*/tree/*.py")]:
                 try:
-                    open(f, "w").write("print({forged!r})")
+                    open(f, "w").write({f"print({forged!r})"!r})
                 except OSError:
                     pass
             """,
