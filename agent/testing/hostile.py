@@ -368,10 +368,11 @@ class Host:
         leaked = sorted({c for c in t.canaries if c.encode() in stored or c in outputs})
         alive = [p.pid for p in psutil.process_iter(["cmdline"]) if t.marker in " ".join(p.info["cmdline"] or [])]
         left = [
-            str(path)
-            for folder in (Path(tempfile.gettempdir()), Path("/dev/shm"), t.folder)
-            if folder.is_dir()
-            for path in folder.rglob(f"*{t.marker}*")
+            os.path.join(base, name)
+            for folder in (tempfile.gettempdir(), "/dev/shm", str(t.folder))
+            for base, dirs, files in os.walk(folder)  # which, unlike rglob, steps over folders removed meanwhile
+            for name in [*dirs, *files]
+            if t.marker in name
         ]
         return Findings(
             trials=len(states),
