@@ -77,7 +77,7 @@ def programs(t: Targets) -> list[Hostile]:
     rewrite = (
         "import glob, time\n"
         "for _ in range(600):\n"
-        f"    for f in glob.glob('/tmp/tunesmith-trial-*/tree/*.py') + [{str(t.folder / 'evaluate.py')!r}]:\n"
+        f"    for f in glob.glob('/tmp/tunesmith-trial-*/tree/evaluate.py') + [{str(t.folder / 'evaluate.py')!r}]:\n"
         f"        try: open(f, 'w').write({f'print({forged!r})'!r})\n"
         "        except OSError: pass\n"
         "    time.sleep(0.1)\n"
@@ -126,7 +126,8 @@ def programs(t: Targets) -> list[Hostile]:
             "forge",
             f"""
             import glob
-            for f in ["evaluate.py", {str(t.folder / "evaluate.py")!r}, *glob.glob("/tmp/tunesmith-trial-*/tree/*.py")]:
+            copies = glob.glob("/tmp/tunesmith-trial-*/tree/evaluate.py")
+            for f in ["evaluate.py", {str(t.folder / "evaluate.py")!r}, *copies]:
                 try:
                     open(f, "w").write({f"print({forged!r})"!r})
                 except OSError:
