@@ -21,22 +21,5 @@ if [[ -n "${TUNESMITH_CHROMIUM:-}" ]]; then
 fi
 find_chromium && exit 0
 
-if [[ $(id -u) -eq 0 ]]; then
-    sudo=()
-elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    sudo=(sudo -n)
-else
-    echo "no Chromium on PATH, and installing one needs root: apt-get install chromium (or set TUNESMITH_CHROMIUM)" >&2
-    exit 1
-fi
-if ! command -v apt-get >/dev/null; then
-    echo "no Chromium on PATH and no apt-get to install it: install Chromium (or set TUNESMITH_CHROMIUM)" >&2
-    exit 1
-fi
-echo "installing Chromium from Debian's packages" >&2
-if ! { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends chromium; } >&2; then
-    echo "apt-get could not install chromium (see above)" >&2
-    exit 1
-fi
+"$(dirname "$0")/apt-install.sh" chromium "or set TUNESMITH_CHROMIUM"
 find_chromium || { echo "chromium was installed but is not on PATH" >&2; exit 1; }
