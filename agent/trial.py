@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # annotations only: reading a trial (the CLI's tables) must n
 
 #: The error shown on a trial whose process died (or was stopped) while it was running.
 INTERRUPTED = "interrupted"
+#: What starts a line of a trial's feedback that says what the sandbox could not enforce for it.
+SANDBOX_NOTE = "[sandbox] "
 
 
 class TrialState(enum.StrEnum):

@@ -38,7 +38,7 @@ from agent.evolution.regions import CodeLocation, RegionError, splice_region
 from agent.registry import Duration, Options
 from agent.secrets import objective_environment
 from agent.space import Code, ParamValue
-from agent.trial import Trial
+from agent.trial import SANDBOX_NOTE, Trial
 from tools.evaluation import Evaluation, tail
 from tools.processes import EnvNames, pass_env_names, trial_workspace
 from tools.registry import EVALUATORS, EvaluatorContext
@@ -266,7 +266,7 @@ def _failure(outcome: Outcome, what: str, timeout_s: float | None) -> str | None
 
 def _feedback(stderr: str, notes: Sequence[str]) -> str | None:
     """What the trial keeps as feedback: what the place could not enforce, then the stderr tail."""
-    text = "\n".join([*(f"[sandbox] {note}" for note in notes), *([stderr] if stderr else [])])
+    text = "\n".join([*(SANDBOX_NOTE + note for note in notes), *([stderr] if stderr else [])])
     return text or None
 
 

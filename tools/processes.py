@@ -349,8 +349,8 @@ def clean_leftovers() -> Leftovers:
 
     A trial folder is a leftover when the process its name names is gone, or its pid now belongs to another
     process; a folder whose name names no owner (an older tunesmith made it) when it is over an hour old.
-    Folders of live runs and of other users are left alone; so are processes of other users, but for the
-    sandbox user's when we are root.
+    Folders of live runs and of other users are left alone; so are processes of other users, unless we are root
+    (whose sandboxed programs run as ``nobody``) and they carry a dead run's token.
     """
     leftovers = [(folder, owner) for folder, owner in _trial_folders() if _is_leftover(folder, owner)]
     tokens = {owner.token for _, owner in leftovers if owner is not None}

@@ -121,11 +121,11 @@ class Folder:
 
 
 class SandboxPlace:
-    """Runs in a :class:`~tools.sandbox.Sandbox`: a copy of the folder, holding the candidate's files."""
+    """Runs in a :class:`~tools.sandbox.Sandbox`: a copy of the folder, holding the candidate's files and its
+    parameters (:data:`PARAMS_NAME`)."""
 
-    def __init__(self, sandbox: Sandbox, params_json: str) -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sandbox = sandbox
-        sandbox.write(PARAMS_NAME, params_json)
 
     @property
     def folder(self) -> Path:
@@ -201,10 +201,9 @@ def open_place(
         yield Folder(folder, workspace, params_json)
         return
     with Sandbox(folder, limits, pass_env=pass_env) as sandbox:
-        for relative, text in files.items():
+        for relative, text in {**files, PARAMS_NAME: params_json}.items():
             sandbox.write(relative, text)
         if candidate:
-            sandbox.write(PARAMS_NAME, params_json)
             yield EvaluatorPlace(folder, workspace, sandbox, params_json)
         else:
-            yield SandboxPlace(sandbox, params_json)
+            yield SandboxPlace(sandbox)

@@ -477,18 +477,15 @@ class Confinement:
         that user, can bind the interpreter in them), sets the limits and becomes the user; bwrap does the rest.
         """
         linux = load_libc() is not None
+        ourselves = linux and not isinstance(strong, Bubblewrap)  # the fallback: we make the namespaces
         hidden = _hidden(self.user, _needed(program, self.folder)) if linux else ()
-        read_only: tuple[tuple[str, int], ...] = ()
-        if isinstance(strong, Bubblewrap):
-            flags = CLONE_NEWNS if hidden else 0
-        else:
-            read_only = self._read_only() if linux else ()
-            flags = CLONE_NEWNS if hidden or read_only else 0
-            if linux and not self.limits.network:
-                flags |= CLONE_NEWNET
+        read_only = self._read_only() if ourselves else ()
+        flags = CLONE_NEWNS if hidden or read_only else 0
+        if ourselves and not self.limits.network:
+            flags |= CLONE_NEWNET
         return Plan(
             flags=flags,
-            own_namespace=linux and not isinstance(strong, Bubblewrap),
+            own_namespace=ourselves,
             hidden=hidden,
             read_only=read_only,
             rlimits=_rlimits(self.limits, processes=not isinstance(strong, Bubblewrap)),

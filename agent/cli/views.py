@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.cli.common import console
 from agent.display import failure_cause, number, short_params, value_text
+from agent.trial import SANDBOX_NOTE
 
 if TYPE_CHECKING:
     from agent.storage import LLMCallRecord
@@ -156,9 +157,8 @@ def sandbox_notes(trials: Sequence[Trial]) -> tuple[int, list[str]] | None:
     notes: list[str] = []
     count = 0
     for trial in trials:
-        found = [
-            line[len("[sandbox] ") :] for line in (trial.feedback or "").splitlines() if line.startswith("[sandbox] ")
-        ]
+        lines = (trial.feedback or "").splitlines()
+        found = [line.removeprefix(SANDBOX_NOTE) for line in lines if line.startswith(SANDBOX_NOTE)]
         count += bool(found)
         notes += [note for note in found if note not in notes]
     return (count, notes) if count else None
