@@ -16,6 +16,8 @@ from pathlib import Path
 from agent.errors import TunesmithError
 
 MIB = 1024 * 1024
+#: How every SQLite database file starts.
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class FileRefused(TunesmithError, ValueError):
@@ -47,6 +49,15 @@ def read_head(path: str | Path, count: int) -> bytes:
     fd = _open_regular(Path(path), None)
     with os.fdopen(fd, "rb") as f:
         return f.read(count)
+
+
+def is_sqlite(path: str | Path) -> bool:
+    """Whether ``path`` is a SQLite database: a regular file that starts as one (a FIFO is not waited on),
+    whatever its name."""
+    try:
+        return read_head(path, len(SQLITE_HEADER)) == SQLITE_HEADER
+    except (OSError, FileRefused):
+        return False
 
 
 def _open_regular(path: Path, limit: int | None) -> int:

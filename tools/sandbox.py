@@ -65,6 +65,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any
 
+from agent.files import is_sqlite
 from agent.secrets import is_credential_name
 from tools.bubblewrap import Bubblewrap, bubblewrap
 from tools.confinement import CLONE_NEWNET, CLONE_NEWNS, Confined, Plan, Report, load_libc, mount_flags
@@ -136,7 +137,6 @@ _LIMIT_PROCESSES_THEN_EXEC = (
 #: Where a :class:`Confinement` is saved for the evaluator, and where the programs it started are logged.
 SPEC_NAME = "candidate.json"
 LOG_NAME = "candidate.log"
-_SQLITE_HEADER = b"SQLite format 3\x00"
 #: Of stdout and of stderr, the end kept in :class:`SandboxRun`.
 OUTPUT_TAIL_BYTES = 1 << 20
 #: Who runs the program when we are root.
@@ -572,23 +572,11 @@ def _ignored(patterns: Sequence[str]) -> Any:
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         left = {n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)}
-        return left | {n for n in names if n not in left and _is_sqlite(os.path.join(folder, n))}
+        return left | {n for n in names if n not in left and is_sqlite(os.path.join(folder, n))}
 
     return ignore
 
 
-def _is_sqlite(path: str) -> bool:
-    """Whether ``path`` is a regular file starting with SQLite's header (a study's storage, whatever its name)."""
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
-        with open(path, "rb") as f:
-            return f.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
-    except OSError:
-        return False
-
-
-# The child's side ---------------------------------------------------------------------------------------------
 # Helpers ------------------------------------------------------------------------------------------------------
 def sandbox_user() -> tuple[int, int] | None:
     """The uid and gid the program runs as: ``nobody``'s when we are root, None (ours) otherwise."""

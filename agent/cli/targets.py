@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.cli.common import exit_code, fail
+from agent.files import is_sqlite
 
 if TYPE_CHECKING:
     from agent.storage import Storage
     from agent.study import Study
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 #: A target with one of these suffixes is a database file even before it exists (then: "no database at ...").
 DATABASE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
@@ -101,16 +101,6 @@ def job_location(path: Path) -> tuple[str, str]:
     if not isinstance(storage, str):
         fail(f"{path}: study.storage must be a URL such as sqlite:///tunesmith.db")
     return name, resolve_storage(storage, path.resolve().parent)
-
-
-def is_sqlite(path: Path) -> bool:
-    """Whether ``path`` is a SQLite database: a regular file that starts as one (a FIFO is not waited on)."""
-    from agent.files import FileRefused, read_head
-
-    try:
-        return read_head(path, len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
-    except (OSError, FileRefused):
-        return False
 
 
 def open_storage_of(target: Target) -> Storage:

@@ -91,7 +91,8 @@ class Boundary:
 
     def storage_url(self, given: str | None) -> str:
         """The storage URL ``given`` (a URL or a SQLite path) means, when a client may open it; None: the server's."""
-        from agent.cli.targets import DATABASE_SUFFIXES, is_sqlite
+        from agent.cli.targets import DATABASE_SUFFIXES
+        from agent.files import is_sqlite
 
         if given is None:
             return self.storage
